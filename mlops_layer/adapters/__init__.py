@@ -1,0 +1,1 @@
+"""Adapters: the only modules that import mlflow, dvc, git and evidently, and translate their errors into ours."""

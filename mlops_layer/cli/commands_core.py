@@ -1,0 +1,3 @@
+"""Core commands: init, status, lineage."""
+
+from __future__ import annotations

@@ -1,0 +1,18 @@
+"""Entry point of the ``mlops`` console script: assembles the command modules onto one app.
+
+Each command module registers its commands on :data:`mlops_layer.cli.app.app` when imported. Command modules import
+only typer, rich and :mod:`mlops_layer.api` lazily, so ``mlops --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from mlops_layer.cli import commands_core  # noqa: F401  (registers init, status, lineage)
+from mlops_layer.cli.app import app
+
+
+def main() -> None:
+    app(prog_name="mlops")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Settings of a project: where the stores live and who is acting.
+
+Resolution order: explicit argument (a CLI flag) > environment (``MLOPS_*``, ``MLFLOW_TRACKING_URI``) >
+``mlops.yaml`` at the project root > embedded defaults. Nothing needs a server to get started.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mlops_layer.errors import ConfigError
+
+CONFIG_FILE = "mlops.yaml"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_AUDIT_URL = "sqlite:///.mlops/audit.db"
+DEFAULT_EXPERIMENT = "mlops-layer"
+DEFAULT_GOVERNANCE_DIR = "governance"
+
+# Keys mlops.yaml may hold. Security-relevant ones (allowed_signers, governance_dir) are deliberately NOT read from
+# the environment: a variable anyone can set must not change who is trusted to approve.
+_FILE_KEYS = {
+    "tracking_uri",
+    "registry_uri",
+    "artifact_location",
+    "audit_url",
+    "experiment",
+    "governance_dir",
+    "allowed_signers",
+    "checkpoint_file",
+    "dvc_remote",
+    "actor",
+}
+_ENV_KEYS = {
+    "tracking_uri": ("MLOPS_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    "registry_uri": ("MLOPS_REGISTRY_URI", "MLFLOW_REGISTRY_URI"),
+    "audit_url": ("MLOPS_AUDIT_URL",),
+    "experiment": ("MLOPS_EXPERIMENT",),
+    "actor": ("MLOPS_ACTOR",),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings of one project. Paths are absolute; sqlite URLs are made absolute too."""
+
+    root: Path
+    tracking_uri: str
+    registry_uri: str
+    artifact_location: str
+    audit_url: str
+    experiment: str
+    governance_dir: Path
+    allowed_signers: Path
+    checkpoint_file: Path
+    dvc_remote: str | None
+    actor: str
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def policy_file(self) -> Path:
+        return self.governance_dir / "policy.yaml"
+
+    @property
+    def cards_dir(self) -> Path:
+        return self.governance_dir / "models"
+
+    @property
+    def state_dir(self) -> Path:
+        """Local, ignored state of the layer (audit db, locks, caches)."""
+        return self.root / ".mlops"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        if "tracking_uri" in clean:
+            clean["tracking_uri"] = absolute_sqlite_url(clean["tracking_uri"], self.root)
+            clean.setdefault("registry_uri", clean["tracking_uri"])
+        if "audit_url" in clean:
+            clean["audit_url"] = absolute_sqlite_url(clean["audit_url"], self.root)
+        return replace(self, **clean)
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: the nearest folder holding mlops.yaml, else the git work tree, else ``start``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder
+    return here
+
+
+def absolute_sqlite_url(url: str, root: Path) -> str:
+    """Make ``sqlite:///relative.db`` relative to the project root, not to whatever the cwd happens to be."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rel = url[len(prefix) :]
+        if rel and rel != ":memory:":
+            return prefix + str((root / rel).resolve())
+    return url
+
+
+def read_config_file(root: Path) -> dict[str, Any]:
+    """Read and validate ``mlops.yaml``; an absent file is an empty config."""
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})",
+            hint="fix the syntax or delete the file to use the defaults",
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    unknown = sorted(set(data) - _FILE_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}",
+            hint=f"known settings: {', '.join(sorted(_FILE_KEYS))}",
+        )
+    for key, value in data.items():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{path}: setting '{key}' must be a string, got {value!r}")
+    return data
+
+
+def _git_user(root: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "config", "user.email"], cwd=root, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
+    """Resolve the settings of the project at ``root`` (found from the cwd when None)."""
+    root = (root or find_root()).resolve()
+    file_cfg = read_config_file(root)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    defaults: dict[str, str | None] = {
+        "tracking_uri": DEFAULT_TRACKING_URI,
+        "registry_uri": None,
+        "artifact_location": None,
+        "audit_url": DEFAULT_AUDIT_URL,
+        "experiment": DEFAULT_EXPERIMENT,
+        "governance_dir": DEFAULT_GOVERNANCE_DIR,
+        "allowed_signers": None,
+        "checkpoint_file": None,
+        "dvc_remote": None,
+        "actor": None,
+    }
+    for key, default in defaults.items():
+        value, source = default, "default"
+        if file_cfg.get(key) is not None:
+            value, source = file_cfg[key], CONFIG_FILE
+        for env in _ENV_KEYS.get(key, ()):
+            if os.environ.get(env):
+                value, source = os.environ[env], env
+                break
+        if overrides.get(key) is not None:
+            value, source = overrides[key], "flag"
+        values[key] = value
+        sources[key] = source
+
+    tracking = absolute_sqlite_url(str(values["tracking_uri"]), root)
+    registry = absolute_sqlite_url(str(values["registry_uri"] or tracking), root)
+    governance_dir = (root / str(values["governance_dir"])).resolve()
+    artifact_location = values["artifact_location"] or str(root / "mlartifacts")
+    if "://" not in artifact_location:
+        artifact_location = str((root / artifact_location).resolve())
+    actor = values["actor"] or _git_user(root) or getpass.getuser()
+    return Settings(
+        root=root,
+        tracking_uri=tracking,
+        registry_uri=registry,
+        artifact_location=artifact_location,
+        audit_url=absolute_sqlite_url(str(values["audit_url"]), root),
+        experiment=str(values["experiment"]),
+        governance_dir=governance_dir,
+        allowed_signers=(root / str(values["allowed_signers"])).resolve()
+        if values["allowed_signers"]
+        else governance_dir / "allowed_signers",
+        checkpoint_file=(root / str(values["checkpoint_file"])).resolve()
+        if values["checkpoint_file"]
+        else governance_dir / "audit-checkpoints.jsonl",
+        dvc_remote=values["dvc_remote"],
+        actor=str(actor),
+        sources=sources,
+    )

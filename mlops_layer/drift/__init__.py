@@ -1,0 +1,1 @@
+"""Drift: reference profiles, per-column statistics and the drift gate."""

@@ -1,0 +1,1 @@
+"""Governance: model cards, promotion policy, rule evaluation, identities and signed approvals."""

@@ -1,0 +1,1 @@
+"""Monitoring: batch scoring over time, alert rules with windows and cooldowns, notifiers."""
