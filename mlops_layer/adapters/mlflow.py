@@ -1,0 +1,433 @@
+"""MLflow adapter: tracking runs and the model registry (aliases and tags, never stages).
+
+The only module that imports mlflow; every MlflowException leaves here as one of our errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_layer.errors import BackendError, InputError, MlopsError, NotFoundError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# Fail fast on an unreachable server instead of MLflow's default minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered model version as the layer sees it."""
+
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    creation_time: datetime | None = None
+    last_updated_time: datetime | None = None
+    description: str | None = None
+    model_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One MLflow run: what the registry's versions point at."""
+
+    run_id: str
+    experiment_id: str
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    artifact_uri: str
+    start_time: datetime | None
+    user: str | None
+
+
+def _ts(ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms else None
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """For an http(s) tracking server, answer quickly whether it is there (MLflow itself retries for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - the configured server
+            resp.read(64)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise BackendError(
+            f"MLflow tracking server {uri} does not answer ({getattr(exc, 'reason', exc)})",
+            hint="start it (`mlflow server ...`) or set tracking_uri in mlops.yaml / MLFLOW_TRACKING_URI",
+        ) from None
+
+
+@contextlib.contextmanager
+def mlflow_errors(what: str) -> Iterator[None]:
+    """Translate MLflow's exceptions into the project's error tree."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlopsError:
+        raise
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        msg = str(getattr(exc, "message", exc)).splitlines()[0][:300]
+        if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            raise NotFoundError(f"{what}: {msg}", hint="check the name with `mlops status`") from None
+        if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
+            raise InputError(f"{what}: {msg}") from None
+        raise BackendError(f"{what}: MLflow failed: {msg}") from exc
+    except (OSError, ConnectionError) as exc:
+        raise BackendError(f"{what}: MLflow backend unreachable: {exc}") from exc
+    except Exception as exc:
+        # sqlalchemy / requests errors surface here from the stores
+        name = type(exc).__name__
+        if name in ("OperationalError", "ConnectionError", "MaxRetryError", "Timeout", "ReadTimeout"):
+            raise BackendError(f"{what}: MLflow backend failed: {name}: {str(exc)[:300]}") from exc
+        raise
+
+
+class MlflowRegistry:
+    """The model registry and read access to runs, behind one small interface.
+
+    Also satisfies the audit trail's ``RegistryView`` protocol (``model_names``, ``get_aliases``, ``list_versions``).
+    """
+
+    def __init__(self, tracking_uri: str, registry_uri: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
+        check_reachable(self.tracking_uri)
+        if self.registry_uri != self.tracking_uri:
+            check_reachable(self.registry_uri)
+        self._client: MlflowClient | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            with mlflow_errors(f"opening MLflow at {self.tracking_uri}"):
+                self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+        return self._client
+
+    # -- reading the registry --------------------------------------------------------------------------------
+    @staticmethod
+    def _version(mv: Any) -> VersionInfo:
+        return VersionInfo(
+            name=mv.name,
+            version=str(mv.version),
+            run_id=mv.run_id or None,
+            source=mv.source or "",
+            tags=dict(mv.tags or {}),
+            aliases=tuple(mv.aliases or ()),
+            creation_time=_ts(mv.creation_timestamp),
+            last_updated_time=_ts(mv.last_updated_timestamp),
+            description=mv.description or None,
+            model_id=getattr(mv, "model_id", None) or None,
+        )
+
+    def model_names(self) -> list[str]:
+        names: list[str] = []
+        token: str | None = None
+        with mlflow_errors("listing registered models"):
+            while True:
+                page = self.client.search_registered_models(max_results=1000, page_token=token)
+                names.extend(m.name for m in page)
+                token = page.token
+                if not token:
+                    break
+        return sorted(names)
+
+    def model_exists(self, name: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise BackendError(f"reading model '{name}': {exc}") from exc
+        return True
+
+    def _require_model(self, name: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                known = ", ".join(self.model_names()[:10]) or "none registered yet"
+                raise NotFoundError(f"model '{name}' is not registered (known: {known})") from None
+            raise BackendError(f"reading model '{name}': {exc}") from exc
+
+    def get_aliases(self, name: str) -> dict[str, str]:
+        """alias -> version of one model ({} when the model has none)."""
+        model = self._require_model(name)
+        return {str(k): str(v) for k, v in dict(model.aliases or {}).items()}
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        """Every version of a model in one query, oldest first."""
+        self._require_model(name)
+        out: list[VersionInfo] = []
+        token: str | None = None
+        escaped = name.replace("'", "\\'")
+        with mlflow_errors(f"listing versions of '{name}'"):
+            while True:
+                page = self.client.search_model_versions(
+                    f"name='{escaped}'", max_results=10000, page_token=token
+                )
+                out.extend(self._version(mv) for mv in page)
+                token = page.token
+                if not token:
+                    break
+        return sorted(out, key=lambda v: int(v.version))
+
+    def list_versions(self, name: str) -> list[str]:
+        return [v.version for v in self.versions(name)]
+
+    def get_version(self, name: str, version: str | int) -> VersionInfo:
+        from mlflow.exceptions import MlflowException
+
+        self._require_model(name)
+        try:
+            return self._version(self.client.get_model_version(name, str(version)))
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                have = ", ".join(self.list_versions(name)) or "none"
+                raise NotFoundError(
+                    f"model '{name}' has no version {version} (versions: {have})"
+                ) from None
+            raise BackendError(f"reading {name} v{version}: {exc}") from exc
+
+    def get_by_alias(self, name: str, alias: str) -> VersionInfo | None:
+        version = self.get_aliases(name).get(alias)
+        return None if version is None else self.get_version(name, version)
+
+    def resolve(self, name: str, ref: str | int | None) -> VersionInfo:
+        """A version by number or by alias; ``None`` means the newest version."""
+        if ref is None:
+            versions = self.versions(name)
+            if not versions:
+                raise NotFoundError(f"model '{name}' has no versions yet")
+            return versions[-1]
+        ref = str(ref)
+        if ref.isdigit():
+            return self.get_version(name, ref)
+        info = self.get_by_alias(name, ref)
+        if info is None:
+            have = ", ".join(f"@{a}" for a in sorted(self.get_aliases(name))) or "none"
+            raise NotFoundError(f"model '{name}' has no alias '@{ref}' (aliases: {have})")
+        return info
+
+    # -- changing the registry -------------------------------------------------------------------------------
+    def set_alias(self, name: str, alias: str, version: str | int) -> None:
+        with mlflow_errors(f"setting alias {name}@{alias} -> v{version}"):
+            self.client.set_registered_model_alias(name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        with mlflow_errors(f"deleting alias {name}@{alias}"):
+            self.client.delete_registered_model_alias(name, alias)
+
+    def set_version_tags(self, name: str, version: str | int, tags: Mapping[str, Any]) -> None:
+        with mlflow_errors(f"tagging {name} v{version}"):
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, str(version), key, str(value))
+
+    def register(self, name: str, model_uri: str, run_id: str | None, tags: Mapping[str, str]) -> VersionInfo:
+        """Create (if needed) the registered model and a new version from ``model_uri`` carrying ``tags``."""
+        from mlflow.exceptions import MlflowException
+
+        with mlflow_errors(f"registering '{name}' from {model_uri}"):
+            try:
+                self.client.create_registered_model(name)
+            except MlflowException as exc:
+                if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            mv = self.client.create_model_version(
+                name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+            )
+        return self._version(mv)
+
+    # -- runs ------------------------------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> RunInfo:
+        with mlflow_errors(f"reading run {run_id}"):
+            run = self.client.get_run(run_id)
+        return RunInfo(
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            status=run.info.status,
+            params=dict(run.data.params),
+            metrics={k: float(v) for k, v in run.data.metrics.items()},
+            tags=dict(run.data.tags),
+            artifact_uri=run.info.artifact_uri,
+            start_time=_ts(run.info.start_time),
+            user=run.info.user_id or None,
+        )
+
+    def run_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Latest metrics of many runs in as few queries as the store allows (chunks of 100 ids)."""
+        ids = [r for r in dict.fromkeys(run_ids) if r]
+        if not ids:
+            return {}
+        out: dict[str, dict[str, float]] = {}
+        with mlflow_errors("reading run metrics"):
+            experiments = [e.experiment_id for e in self.client.search_experiments(max_results=50000)]
+            for start in range(0, len(ids), 100):
+                chunk = ids[start : start + 100]
+                quoted = ", ".join(f"'{r}'" for r in chunk)
+                token: str | None = None
+                while True:
+                    page = self.client.search_runs(
+                        experiments,
+                        filter_string=f"attributes.run_id IN ({quoted})",
+                        max_results=1000,
+                        page_token=token,
+                    )
+                    for run in page:
+                        out[run.info.run_id] = {k: float(v) for k, v in run.data.metrics.items()}
+                    token = page.token
+                    if not token:
+                        break
+        return out
+
+    def load_json_artifact(self, run_id: str, path: str) -> dict[str, Any] | None:
+        """A JSON artifact of a run, or None when the run has no such artifact."""
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self.client.download_artifacts(run_id, path, tmp)
+            except (MlflowException, OSError) as exc:
+                if "does not exist" in str(exc).lower() or "not found" in str(exc).lower() or isinstance(
+                    exc, OSError
+                ):
+                    return None
+                raise BackendError(f"downloading {path} of run {run_id}: {exc}") from exc
+            try:
+                data = json.loads(Path(local).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise BackendError(f"artifact {path} of run {run_id} is not readable JSON: {exc}") from exc
+        return data if isinstance(data, dict) else {"value": data}
+
+    def run_url(self, run_id: str, experiment_id: str | None = None) -> str:
+        """Where a person finds the run: a server URL for http stores, otherwise the run id for `mlflow ui`."""
+        if self.tracking_uri.startswith(("http://", "https://")) and experiment_id:
+            return f"{self.tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"runs:/{run_id}"
+
+
+class MlflowTracking:
+    """Writing side: experiments, governed runs, params/metrics/artifacts/datasets, logged models."""
+
+    def __init__(self, tracking_uri: str, registry_uri: str | None = None) -> None:
+        check_reachable(tracking_uri)
+        import mlflow
+
+        self._mlflow = mlflow
+        self.tracking_uri = tracking_uri
+        with mlflow_errors(f"configuring MLflow at {tracking_uri}"):
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(registry_uri or tracking_uri)
+
+    def ensure_experiment(self, name: str, artifact_location: str | None = None) -> str:
+        mlflow = self._mlflow
+        with mlflow_errors(f"opening experiment '{name}'"):
+            exp = mlflow.get_experiment_by_name(name)
+            if exp is not None:
+                return str(exp.experiment_id)
+            location = None
+            if artifact_location:
+                location = artifact_location if "://" in artifact_location else Path(artifact_location).as_uri()
+            return str(mlflow.create_experiment(name, artifact_location=location))
+
+    @contextlib.contextmanager
+    def run(
+        self, experiment_id: str, run_name: str | None, tags: Mapping[str, str], run_id: str | None = None
+    ) -> Iterator[str]:
+        mlflow = self._mlflow
+        with mlflow_errors("starting an MLflow run"):
+            active = mlflow.start_run(
+                run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=run_name, tags=dict(tags)
+            )
+        try:
+            yield active.info.run_id
+        except BaseException:
+            with contextlib.suppress(Exception):
+                mlflow.end_run(status="FAILED")
+            raise
+        with mlflow_errors("ending the MLflow run"):
+            mlflow.end_run(status="FINISHED")
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        with mlflow_errors("logging params"):
+            # MLflow caps a param value at 6000 characters.
+            self._mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None) -> None:
+        with mlflow_errors("logging metrics"):
+            client = self._mlflow.MlflowClient()
+            run = self._mlflow.active_run()
+            if run is None:
+                raise BackendError("logging metrics: no active MLflow run")
+            if timestamp_ms is None and step is None:
+                self._mlflow.log_metrics(dict(metrics))
+            else:
+                from mlflow.entities import Metric
+
+                ts = timestamp_ms or int(datetime.now(timezone.utc).timestamp() * 1000)
+                client.log_batch(
+                    run.info.run_id, metrics=[Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
+                )
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        with mlflow_errors("setting run tags"):
+            self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
+        with mlflow_errors(f"logging artifact {artifact_file}"):
+            self._mlflow.log_dict(dict(data), artifact_file)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        with mlflow_errors(f"logging artifact {path}"):
+            self._mlflow.log_artifact(str(path), artifact_path)
+
+    def log_dvc_dataset(self, path: str, md5: str, size: int | None, context: str) -> None:
+        """Log a DVC-tracked file or folder as an MLflow dataset input whose digest is the DVC md5."""
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+
+        with mlflow_errors(f"logging dataset {path}"):
+            source = LocalArtifactDatasetSource(path)
+            dataset = MetaDataset(source=source, name=path, digest=md5[:36])
+            tags = {"mlops.dvc.md5": md5, "mlops.dvc.path": path}
+            if size is not None:
+                tags["mlops.dvc.size"] = str(size)
+            self._mlflow.log_input(dataset, context=context, tags=tags)
+
+    def log_sklearn_model(
+        self, model: Any, name: str, pip_requirements: Sequence[str], input_example: Any = None
+    ) -> str:
+        """Log a scikit-learn model; explicit pip requirements avoid ~8 s of inference. Returns the model URI."""
+        with mlflow_errors("logging the model"):
+            info = self._mlflow.sklearn.log_model(
+                model, name=name, pip_requirements=list(pip_requirements), input_example=input_example
+            )
+        return str(info.model_uri)
