@@ -6,10 +6,17 @@ Heavy libraries (mlflow, dvc, pandas, evidently) are imported inside functions, 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlops_layer.config import Settings, load_settings
+from mlops_layer.errors import ConfigError, InputError, MlopsError, NotFoundError
+from mlops_layer.lineage import TAG_LINEAGE, Lineage
 
 
 def settings(root: Path | str | None = None, **overrides: Any) -> Settings:
@@ -20,6 +27,493 @@ def settings(root: Path | str | None = None, **overrides: Any) -> Settings:
 # ---------------------------------------------------------------------------------------------------------------
 # foundation: init, lineage, registration, status  (owner: lead)
 # ---------------------------------------------------------------------------------------------------------------
+
+GOVERNANCE_GITIGNORE = (".mlops/", "mlflow.db", "mlartifacts/", "mlruns/")
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What ``init`` created (paths relative to the root) and what it left alone."""
+
+    root: Path
+    created: tuple[str, ...]
+    kept: tuple[str, ...]
+    dvc_initialised: bool
+
+
+def init(root: Path | str | None = None) -> InitResult:
+    """Scaffold ``mlops.yaml`` and ``governance/`` in an existing git repository; run ``dvc init`` where needed.
+
+    Never overwrites an existing file.
+    """
+    from mlops_layer.adapters import dvc
+    from mlops_layer.adapters.git import GitRepo
+    from mlops_layer.scaffold import scaffold_files
+
+    start = Path(root) if root is not None else Path.cwd()
+    repo_root = GitRepo(start).root  # refuses politely outside a git repository
+    created: list[str] = []
+    kept: list[str] = []
+    for rel, text in scaffold_files().items():
+        path = repo_root / rel
+        if path.exists():
+            kept.append(rel)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        created.append(rel)
+    ignore = repo_root / ".gitignore"
+    lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
+    missing = [p for p in GOVERNANCE_GITIGNORE if p not in lines]
+    if missing:
+        with ignore.open("a", encoding="utf-8") as fh:
+            if lines and lines[-1].strip():
+                fh.write("\n")
+            fh.write("# mlops_layer local state\n" + "\n".join(missing) + "\n")
+        (created if not lines else kept).append(".gitignore")
+    dvc_done = dvc.init(repo_root)
+    return InitResult(root=repo_root, created=tuple(created), kept=tuple(kept), dvc_initialised=dvc_done)
+
+
+def _stage_params(root: Path, stage: str) -> dict[str, Any]:
+    """The params a dvc.yaml stage declares, with their current values in params.yaml (all params if none)."""
+    from mlops_layer.adapters import dvc
+
+    params = dvc.read_params(root)
+    declared: list[str] = []
+    dvc_yaml = root / "dvc.yaml"
+    if dvc_yaml.is_file():
+        import yaml
+
+        try:
+            spec = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{dvc_yaml}: corrupt YAML ({exc})") from None
+        for item in ((spec.get("stages") or {}).get(stage) or {}).get("params") or []:
+            if isinstance(item, str):
+                declared.append(item)
+            elif isinstance(item, dict):
+                for values in item.values():
+                    declared.extend(str(v) for v in values or [])
+    if not declared:
+        return _flatten(params)
+    return {key: dvc.lookup_param(params, key) for key in declared}
+
+
+def _pipeline_outputs(root: Path) -> tuple[str, ...]:
+    """Paths dvc.yaml declares as outputs: the pipeline rewrites them, so they do not make the code dirty."""
+    import yaml
+
+    path = root / "dvc.yaml"
+    if not path.is_file():
+        return ()
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return ()
+    outs: list[str] = []
+    for body in (spec.get("stages") or {}).values():
+        for key in ("outs", "metrics", "plots"):
+            for item in (body or {}).get(key) or []:
+                outs.extend([item] if isinstance(item, str) else [str(k) for k in item] if isinstance(item, dict) else [])
+    return tuple(outs)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+class GovernedRun:
+    """An open MLflow run whose lineage (git, params, environment, parent) was captured when it started."""
+
+    def __init__(self, tracking: Any, run_id: str, settings: Settings, lineage: Lineage) -> None:
+        self.tracking = tracking
+        self.run_id = run_id
+        self.settings = settings
+        self.lineage = lineage
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.tracking.log_params(params)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        self.tracking.log_metrics(metrics)
+
+    def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
+        self.tracking.log_dict(data, artifact_file)
+
+    def log_model(self, model: Any, *, input_example: Any = None, pip_requirements: list[str] | None = None) -> str:
+        """Log a scikit-learn model under ``model`` with explicit requirements (no ~8 s inference)."""
+        from mlops_layer.lineage import environment_info
+
+        env = environment_info()
+        reqs = pip_requirements or [f"scikit-learn=={env.get('scikit-learn', '')}".rstrip("="), "pandas<3"]
+        return str(self.tracking.log_sklearn_model(model, "model", reqs, input_example=input_example))
+
+    def log_reference_profile(self, frame: Any, **kwargs: Any) -> None:
+        """Log the training data's drift reference profile (so drift checks never need the raw data again)."""
+        from mlops_layer.drift.profile import build_profile
+        from mlops_layer.lineage import PROFILE_ARTIFACT
+
+        profile = build_profile(frame, **kwargs)
+        self.tracking.log_dict(profile.to_dict(), PROFILE_ARTIFACT)
+
+
+@contextlib.contextmanager
+def governed_run(
+    stage: str = "train",
+    *,
+    root: Path | str | None = None,
+    run_name: str | None = None,
+    parent: str | None = None,
+    settings: Settings | None = None,
+) -> Iterator[GovernedRun]:
+    """Open an MLflow run with lineage captured from git, params.yaml and the environment.
+
+    ``parent`` ("NAME/VERSION" or "NAME@ALIAS") names the model version this run fine-tunes.
+    Example (a DVC stage script)::
+
+        with api.governed_run("train") as run:
+            run.log_params({...}); run.log_model(model)
+    """
+    from mlops_layer.adapters.git import GitRepo
+    from mlops_layer.adapters.mlflow import MlflowRegistry, MlflowTracking
+    from mlops_layer.lineage import TAG_RUN, TAG_STAGE, TAG_TRAINED_BY, ParentRef, environment_info
+
+    cfg = settings or load_settings(Path(root) if root is not None else None)
+    git = GitRepo(cfg.root).info(exclude=("dvc.lock", *_pipeline_outputs(cfg.root)))
+    params = _stage_params(cfg.root, stage)
+    parent_ref = None
+    if parent:
+        from mlops_layer.lineage import parse_model_ref
+
+        name, ref = parse_model_ref(parent)
+        info = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri).resolve(name, ref)
+        parent_ref = ParentRef(model=info.name, version=info.version, run_id=info.run_id)
+    lineage = Lineage(
+        git_commit=git.commit,
+        git_dirty=git.dirty,
+        git_branch=git.branch,
+        git_diff_sha256=git.diff_sha256,
+        git_remote=git.remote,
+        stage=stage,
+        params=params,
+        environment=environment_info(),
+        parent=parent_ref,
+    )
+    tracking = MlflowTracking(cfg.tracking_uri, cfg.registry_uri)
+    experiment_id = tracking.ensure_experiment(cfg.experiment, cfg.artifact_location)
+    tags = {**lineage.to_tags(), TAG_STAGE: stage, TAG_TRAINED_BY: cfg.actor}
+    with tracking.run(experiment_id, run_name or stage, tags) as run_id:
+        tracking.set_tags({TAG_RUN: run_id})
+        if params:
+            tracking.log_params(params)
+        yield GovernedRun(tracking, run_id, cfg, lineage)
+
+
+def load_model(ref: str, *, settings: Settings | None = None) -> Any:
+    """Load a model: ``NAME/VERSION``, ``NAME@ALIAS`` or any MLflow model URI (``runs:/...``, ``models:/...``)."""
+    from mlops_layer.adapters.mlflow import load_model as _load
+
+    cfg = settings or load_settings()
+    uri = ref
+    if ":/" not in ref:
+        from mlops_layer.lineage import parse_model_ref
+
+        name, version = parse_model_ref(ref)
+        if version is None:
+            raise InputError(f"model reference {ref!r} names no version", hint="use NAME/VERSION or NAME@ALIAS")
+        uri = f"models:/{name}@{version}" if "@" in ref else f"models:/{name}/{version}"
+    return _load(uri, cfg.tracking_uri, cfg.registry_uri)
+
+
+def log_run_metrics(run_id: str, metrics: dict[str, float], *, settings: Settings | None = None) -> None:
+    """Add metrics (e.g. evaluation results) to an existing run."""
+    from mlops_layer.adapters.mlflow import MlflowTracking
+
+    cfg = settings or load_settings()
+    tracking = MlflowTracking(cfg.tracking_uri, cfg.registry_uri)
+    with tracking.run("", None, {}, run_id=run_id):
+        tracking.log_metrics(metrics)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A governed model version: the version, where it came from, and its audit entry."""
+
+    model: str
+    version: str
+    run_id: str
+    model_uri: str
+    lineage: Lineage
+    audit_seq: int | None
+
+
+def register(
+    name: str,
+    run_id: str,
+    *,
+    stage: str = "train",
+    model_uri: str | None = None,
+    root: Path | str | None = None,
+    settings: Settings | None = None,
+) -> Registration:
+    """Register the model logged by ``run_id`` with full lineage: git (from the run), data and params (from dvc.lock).
+
+    The lineage is logged on the run (tags, ``mlflow.log_input`` datasets with the DVC md5 as digest, a JSON
+    artifact) and copied onto the model version as tags. Audited before and after.
+    """
+    from mlops_layer.adapters import dvc
+    from mlops_layer.adapters.mlflow import MlflowRegistry, MlflowTracking
+    from mlops_layer.audit import actions
+    from mlops_layer.lineage import (
+        LINEAGE_ARTIFACT,
+        TAG_AUDIT_SEQ,
+        TAG_REGISTERED_BY,
+        TAG_RUN,
+        TAG_TRAINED_BY,
+        DataVersion,
+    )
+
+    cfg = settings or load_settings(Path(root) if root is not None else None)
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise InputError(f"model name {name!r} is not valid", hint="use letters, digits, '-', '_' and '.'")
+    lock = dvc.read_stage(cfg.root, stage)
+    registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+    run = registry.get_run(run_id)
+    base = Lineage.from_dict(json.loads(run.tags[TAG_LINEAGE])) if TAG_LINEAGE in run.tags else None
+    if base is None:
+        raise InputError(
+            f"run {run_id} was not opened by a governed run (no {TAG_LINEAGE} tag)",
+            hint="train inside `api.governed_run(...)` so lineage is captured",
+        )
+    lineage = dataclasses.replace(
+        base,
+        stage=stage,
+        data=tuple(
+            DataVersion(path=d.path, md5=d.md5, size=d.size, role=d.role, nfiles=d.nfiles)
+            for d in (*lock.deps, *lock.outs)
+        ),
+        params={**base.params, **lock.params},
+    )
+    uri = model_uri or f"runs:/{run_id}/model"
+    subject = {"model": name}
+    with _audit_store(cfg) as trail:
+        trail.append(
+            actions.MODEL_REGISTER_STARTED,
+            actor=cfg.actor,
+            subject=subject,
+            git_commit=lineage.git_commit,
+            dvc_hashes=lineage.data_hashes,
+            run_id=run_id,
+            details={"model_uri": uri, "stage": stage},
+        )
+        tracking = MlflowTracking(cfg.tracking_uri, cfg.registry_uri)
+        with tracking.run("", None, {}, run_id=run_id):
+            tracking.set_tags(lineage.to_tags())
+            tracking.log_dict(lineage.to_dict(), LINEAGE_ARTIFACT)
+            for d in lineage.data:
+                if d.role == "dep":
+                    tracking.log_dvc_dataset(d.path, d.md5, d.size, context="training")
+        tags = {
+            **lineage.to_tags(),
+            TAG_RUN: run_id,
+            TAG_REGISTERED_BY: cfg.actor,
+            TAG_TRAINED_BY: run.tags.get(TAG_TRAINED_BY, run.user or ""),
+        }
+        version = registry.register(name, uri, run_id, tags)
+        entry = trail.append(
+            actions.MODEL_REGISTERED,
+            actor=cfg.actor,
+            subject={"model": name, "version": version.version},
+            git_commit=lineage.git_commit,
+            dvc_hashes=lineage.data_hashes,
+            run_id=run_id,
+            details={"model_uri": uri, "source": version.source, "stage": stage, "params": lineage.params},
+        )
+    _mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: entry.seq})
+    return Registration(name, version.version, run_id, uri, lineage, entry.seq)
+
+
+def _mirror_tags(registry: Any, name: str, version: str, tags: dict[str, Any]) -> None:
+    """Mirror governance state to MLflow tags: a side effect that may warn and go on."""
+    import warnings
+
+    from mlops_layer.errors import MlopsError
+
+    try:
+        registry.set_version_tags(name, version, tags)
+    except MlopsError as exc:
+        warnings.warn(f"could not mirror tags onto {name} v{version}: {exc}", stacklevel=2)
+
+
+@contextlib.contextmanager
+def _audit_store(cfg: Settings) -> Iterator[Any]:
+    from mlops_layer.audit.store import AuditStore
+
+    store = AuditStore.open(cfg.audit_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@dataclass(frozen=True)
+class LineageReport:
+    """``mlops lineage`` output: a version, its lineage and its ancestry (parent, grandparent, ...)."""
+
+    model: str
+    version: str
+    run_id: str | None
+    lineage: Lineage
+    aliases: tuple[str, ...]
+    ancestry: tuple[dict[str, Any], ...]
+    audit_seq: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        body = self.lineage.to_dict()
+        return {
+            "model": self.model,
+            "version": self.version,
+            "run_id": self.run_id,
+            "aliases": list(self.aliases),
+            "git": body["git"],
+            "data": body["data"],
+            "params": body["params"],
+            "environment": body["environment"],
+            "stage": body["stage"],
+            "parent": body["parent"],
+            "ancestry": list(self.ancestry),
+            "audit_seq": self.audit_seq,
+        }
+
+
+def _version_lineage(registry: Any, info: Any) -> Lineage:
+    from mlops_layer.lineage import LINEAGE_ARTIFACT
+
+    if TAG_LINEAGE in info.tags:
+        return Lineage.from_dict(json.loads(info.tags[TAG_LINEAGE]))
+    data = registry.load_json_artifact(info.run_id, LINEAGE_ARTIFACT) if info.run_id else None
+    if data is None:
+        raise NotFoundError(
+            f"{info.name} v{info.version} has no lineage record (registered outside mlops_layer?)",
+            hint="register versions with `api.register` / the pipeline's register stage",
+        )
+    return Lineage.from_dict(data)
+
+
+def lineage(name: str, version: str, *, settings: Settings | None = None) -> LineageReport:
+    """Where a version came from: commit, data hashes, params, run, parent version and the ancestry chain."""
+    from mlops_layer.adapters.mlflow import MlflowRegistry
+    from mlops_layer.lineage import TAG_AUDIT_SEQ
+
+    cfg = settings or load_settings()
+    registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+    info = registry.resolve(name, version)
+    record = _version_lineage(registry, info)
+    ancestry: list[dict[str, Any]] = []
+    parent = record.parent
+    seen = {(info.name, info.version)}
+    while parent is not None and (parent.model, parent.version) not in seen:
+        seen.add((parent.model, parent.version))
+        try:
+            p_info = registry.get_version(parent.model, parent.version)
+            p_lineage = _version_lineage(registry, p_info)
+        except NotFoundError:
+            ancestry.append({"model": parent.model, "version": parent.version, "missing": True})
+            break
+        ancestry.append(
+            {
+                "model": p_info.name,
+                "version": p_info.version,
+                "run_id": p_info.run_id,
+                "git_commit": p_lineage.git_commit,
+            }
+        )
+        parent = p_lineage.parent
+    return LineageReport(
+        model=info.name,
+        version=info.version,
+        run_id=info.run_id,
+        lineage=record,
+        aliases=info.aliases,
+        ancestry=tuple(ancestry),
+        audit_seq=info.tags.get(TAG_AUDIT_SEQ),
+    )
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str | None
+    git_commit: str | None
+    created: str | None
+    decision: dict[str, str]
+    drift: str | None
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    aliases: dict[str, str]
+    versions: tuple[VersionStatus, ...]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    tracking_uri: str
+    models: tuple[ModelStatus, ...]
+    audit: dict[str, Any]
+
+
+def status(name: str | None = None, *, settings: Settings | None = None) -> StatusReport:
+    """Registered models, their versions and aliases, governance tags, and the audit trail's head."""
+    from mlops_layer.adapters.mlflow import MlflowRegistry
+    from mlops_layer.lineage import TAG_COMMIT
+
+    cfg = settings or load_settings()
+    registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+    names = [name] if name else registry.model_names()
+    models = []
+    for model in names:
+        versions = registry.versions(model)
+        models.append(
+            ModelStatus(
+                name=model,
+                aliases=registry.get_aliases(model),
+                versions=tuple(
+                    VersionStatus(
+                        version=v.version,
+                        aliases=v.aliases,
+                        run_id=v.run_id,
+                        git_commit=v.tags.get(TAG_COMMIT),
+                        created=v.creation_time.isoformat(timespec="seconds") if v.creation_time else None,
+                        decision={
+                            k.removeprefix("mlops.decision."): val
+                            for k, val in v.tags.items()
+                            if k.startswith("mlops.decision.")
+                        },
+                        drift=v.tags.get("mlops.drift.status"),
+                    )
+                    for v in versions
+                ),
+            )
+        )
+    audit: dict[str, Any] = {"url": cfg.audit_url}
+    try:
+        with _audit_store(cfg) as trail:
+            size, head = trail.head()
+        audit.update(size=size, head=head)
+    except MlopsError as exc:
+        audit.update(error=str(exc))
+    return StatusReport(tracking_uri=cfg.tracking_uri, models=tuple(models), audit=audit)
 
 
 # ---------------------------------------------------------------------------------------------------------------

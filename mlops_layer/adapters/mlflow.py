@@ -261,8 +261,15 @@ class MlflowRegistry:
             except MlflowException as exc:
                 if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                     raise
+            # A LoggedModel URI (models:/m-...) names its model id; the registry links the version to it.
+            rest = model_uri[len("models:/") :] if model_uri.startswith("models:/") else ""
+            model_id = rest if rest.startswith("m-") and "/" not in rest else None
             mv = self.client.create_model_version(
-                name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+                name,
+                source=model_uri,
+                run_id=run_id,
+                tags={k: str(v) for k, v in tags.items()},
+                model_id=model_id,
             )
         return self._version(mv)
 
@@ -431,3 +438,14 @@ class MlflowTracking:
                 model, name=name, pip_requirements=list(pip_requirements), input_example=input_example
             )
         return str(info.model_uri)
+
+
+def load_model(model_uri: str, tracking_uri: str, registry_uri: str | None = None) -> Any:
+    """Load a scikit-learn model by URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/...``)."""
+    import mlflow
+
+    check_reachable(tracking_uri)
+    with mlflow_errors(f"loading model {model_uri}"):
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(registry_uri or tracking_uri)
+        return mlflow.sklearn.load_model(model_uri)

@@ -1,0 +1,237 @@
+"""DVC adapter: reads dvc.lock, .dvc files and params.yaml; runs `dvc repro`, `dvc status`, `dvc push`.
+
+DVC is driven through its command line (in this interpreter's environment) so its own locking and output stay DVC's;
+the lock and params files are read directly, which needs no DVC import at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops_layer.errors import BackendError, ConfigError, InputError
+
+LOCK_FILE = "dvc.lock"
+PARAMS_FILE = "params.yaml"
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """One DVC-tracked file or folder as dvc.lock (or a .dvc file) records it."""
+
+    path: str
+    md5: str
+    size: int | None = None
+    nfiles: int | None = None
+    role: str = "dep"  # dep | out
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "md5": self.md5, "size": self.size, "role": self.role}
+        if self.nfiles is not None:
+            d["nfiles"] = self.nfiles
+        return d
+
+
+@dataclass(frozen=True)
+class StageLock:
+    """One stage of dvc.lock."""
+
+    name: str
+    cmd: str
+    deps: tuple[DataRef, ...]
+    outs: tuple[DataRef, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_yaml(path: Path, what: str) -> Any:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"{path}{where}: corrupt {what} ({getattr(exc, 'problem', None) or exc})",
+            hint=f"fix the YAML syntax of {path.name}",
+        ) from None
+
+
+def _refs(items: Any, role: str, source: Path) -> tuple[DataRef, ...]:
+    refs = []
+    for item in items or []:
+        if not isinstance(item, dict) or "path" not in item:
+            raise ConfigError(f"{source}: unexpected entry {item!r} in {role}s")
+        md5 = item.get("md5") or item.get("etag") or item.get("checksum")
+        if md5 is None:
+            continue
+        size = item.get("size")
+        nfiles = item.get("nfiles")
+        refs.append(
+            DataRef(
+                path=str(item["path"]),
+                md5=str(md5),
+                size=int(size) if size is not None else None,
+                nfiles=int(nfiles) if nfiles is not None else None,
+                role=role,
+            )
+        )
+    return tuple(refs)
+
+
+def flatten_params(params: Any) -> dict[str, Any]:
+    """{"params.yaml": {"train.seed": 1}} -> {"train.seed": 1} (other files keep a ``file:`` prefix)."""
+    flat: dict[str, Any] = {}
+    if not isinstance(params, dict):
+        return flat
+    for file, values in params.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            flat[key if file == PARAMS_FILE else f"{file}:{key}"] = value
+    return flat
+
+
+def read_lock(root: Path) -> dict[str, StageLock]:
+    """All stages of ``dvc.lock``; a missing file says to run ``dvc repro``."""
+    path = root / LOCK_FILE
+    if not path.is_file():
+        raise InputError(
+            f"no {LOCK_FILE} in {root} yet", hint="run `dvc repro` first: lineage is read from what DVC recorded"
+        )
+    data = _load_yaml(path, "DVC lock file")
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
+        raise ConfigError(f"{path}: no 'stages' mapping; is this a DVC 3 lock file?", hint="rerun `dvc repro`")
+    stages: dict[str, StageLock] = {}
+    for name, body in data["stages"].items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: stage '{name}' is not a mapping")
+        stages[str(name)] = StageLock(
+            name=str(name),
+            cmd=str(body.get("cmd", "")),
+            deps=_refs(body.get("deps"), "dep", path),
+            outs=_refs(body.get("outs"), "out", path),
+            params=flatten_params(body.get("params")),
+        )
+    return stages
+
+
+def read_stage(root: Path, stage: str) -> StageLock:
+    stages = read_lock(root)
+    if stage not in stages:
+        have = ", ".join(sorted(stages)) or "none"
+        raise InputError(
+            f"stage '{stage}' is not in {root / LOCK_FILE} (stages: {have})",
+            hint=f"run `dvc repro {stage}` so DVC records it",
+        )
+    return stages[stage]
+
+
+def read_dvc_file(path: Path) -> tuple[DataRef, ...]:
+    """The outputs a ``.dvc`` file tracks."""
+    data = _load_yaml(path, ".dvc file")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a .dvc file")
+    return _refs(data.get("outs"), "out", path)
+
+
+def read_params(root: Path, file: str = PARAMS_FILE) -> dict[str, Any]:
+    """``params.yaml`` as a mapping; corrupt YAML names the line."""
+    path = root / file
+    if not path.is_file():
+        return {}
+    data = _load_yaml(path, "params file")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of parameters, got {type(data).__name__}")
+    return data
+
+
+def lookup_param(params: dict[str, Any], dotted: str) -> Any:
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _dvc_cmd() -> list[str]:
+    exe = Path(sys.executable).with_name("dvc")
+    return [str(exe)] if exe.exists() else ([shutil.which("dvc") or "dvc"])
+
+
+def run_dvc(root: Path, *args: str, timeout: float | None = None, check: bool = True) -> str:
+    """Run a DVC command in ``root``; failures become BackendError with DVC's own last lines."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    try:
+        proc = subprocess.run(
+            [*_dvc_cmd(), *args], cwd=root, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        raise BackendError("the `dvc` command is not installed", hint="pip install dvc") from None
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"`dvc {' '.join(args)}` did not finish within {timeout:.0f} s") from None
+    if check and proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise BackendError(f"`dvc {' '.join(args)}` failed in {root} (exit {proc.returncode}): {tail}")
+    return proc.stdout
+
+
+def is_dvc_repo(root: Path) -> bool:
+    return (root / ".dvc").is_dir()
+
+
+def init(root: Path) -> bool:
+    """``dvc init`` unless already initialised; returns whether it did anything."""
+    if is_dvc_repo(root):
+        return False
+    run_dvc(root, "init", "-q")
+    return True
+
+
+def repro(root: Path, *targets: str, force: bool = False) -> str:
+    args = ["repro", *targets]
+    if force:
+        args.append("--force")
+    return run_dvc(root, *args)
+
+
+def pipeline_status(root: Path) -> dict[str, Any]:
+    """``dvc status --json``: {} when every stage and output matches dvc.lock."""
+    out = run_dvc(root, "status", "--json")
+    try:
+        data = json.loads(out or "{}")
+    except ValueError as exc:
+        raise BackendError(f"`dvc status --json` printed something unexpected: {out[:200]}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def missing_in_remote(root: Path, remote: str | None = None) -> list[str]:
+    """Paths whose data is not in the DVC remote (``dvc status --cloud``); [] when everything is pushed."""
+    args = ["status", "--cloud", "--json"]
+    if remote:
+        args += ["--remote", remote]
+    out = run_dvc(root, *args)
+    try:
+        data = json.loads(out or "{}")
+    except ValueError as exc:
+        raise BackendError(f"`dvc status --cloud` printed something unexpected: {out[:200]}") from exc
+    return sorted(str(path) for path, state in (data or {}).items() if state != "deleted")
+
+
+def push(root: Path, remote: str | None = None) -> None:
+    run_dvc(root, "push", "-q", *(["--remote", remote] if remote else []))

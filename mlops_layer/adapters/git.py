@@ -1,0 +1,121 @@
+"""Git adapter (gitpython): the commit, branch, dirty state and blob hashes that lineage and governance record."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlops_layer.errors import BackendError, InputError
+
+if TYPE_CHECKING:
+    import git
+
+# Files the very run being recorded rewrites: they do not make the code "dirty".
+GENERATED_FILES = ("dvc.lock",)
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    """Where the code came from."""
+
+    commit: str
+    branch: str | None
+    dirty: bool
+    diff_sha256: str | None
+    remote: str | None
+    changed_files: tuple[str, ...] = ()
+
+
+def blob_hash(data: bytes) -> str:
+    """The git blob id of ``data`` (what ``git hash-object`` prints), computed without git."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+class GitRepo:
+    """A git work tree. Opening a folder that is not in one is a clear InputError."""
+
+    def __init__(self, path: Path) -> None:
+        import git
+
+        try:
+            self.repo: git.Repo = git.Repo(path, search_parent_directories=True)
+        except git.InvalidGitRepositoryError:
+            raise InputError(
+                f"{path} is not inside a git repository",
+                hint="run `git init` (and commit your code) first: lineage records the git commit",
+            ) from None
+        except git.NoSuchPathError:
+            raise InputError(f"{path} does not exist") from None
+        except git.GitError as exc:
+            raise BackendError(f"git failed on {path}: {exc}") from exc
+        self.root = Path(self.repo.working_tree_dir or path)
+
+    def head_commit(self) -> str:
+        import git
+
+        try:
+            return str(self.repo.head.commit.hexsha)
+        except ValueError:
+            raise InputError(
+                f"git repository {self.root} has no commits yet", hint="commit your code first"
+            ) from None
+        except git.GitError as exc:
+            raise BackendError(f"git failed reading HEAD in {self.root}: {exc}") from exc
+
+    def branch(self) -> str | None:
+        try:
+            return str(self.repo.active_branch.name)
+        except (TypeError, ValueError):
+            return None  # detached HEAD
+
+    def remote_url(self) -> str | None:
+        try:
+            remote = self.repo.remotes["origin"] if "origin" in self.repo.remotes else None
+            if remote is None and self.repo.remotes:
+                remote = self.repo.remotes[0]
+            return str(next(iter(remote.urls))) if remote is not None else None
+        except (StopIteration, ValueError, AttributeError):
+            return None
+
+    def changed_files(self, exclude: tuple[str, ...] = GENERATED_FILES) -> list[str]:
+        """Tracked files whose working copy differs from HEAD (untracked files do not count)."""
+        out = self.repo.git.diff("HEAD", "--name-only", "--no-renames")
+        prefixes = tuple(e.rstrip("/") + "/" for e in exclude)
+        return sorted(p for p in out.splitlines() if p and p not in exclude and not p.startswith(prefixes))
+
+    def info(self, exclude: tuple[str, ...] = GENERATED_FILES) -> GitInfo:
+        commit = self.head_commit()
+        changed = self.changed_files(exclude)
+        diff_sha = None
+        if changed:
+            diff = self.repo.git.diff("HEAD", "--", *changed)
+            diff_sha = hashlib.sha256(diff.encode("utf-8", "surrogateescape")).hexdigest()
+        return GitInfo(
+            commit=commit,
+            branch=self.branch(),
+            dirty=bool(changed),
+            diff_sha256=diff_sha,
+            remote=self.remote_url(),
+            changed_files=tuple(changed),
+        )
+
+    def head_blob_hash(self, path: Path) -> str | None:
+        """The blob id of ``path`` as committed at HEAD, or None when it is not committed."""
+        rel = path.resolve().relative_to(self.root.resolve()).as_posix()
+        try:
+            return str(self.repo.git.rev_parse(f"HEAD:{rel}"))
+        except Exception:  # noqa: BLE001 - gitpython raises GitCommandError for a missing path
+            return None
+
+
+def is_git_repo(path: Path) -> bool:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--is-inside-work-tree"], cwd=path, capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return False
+    return out.returncode == 0 and out.stdout.strip() == "true"
