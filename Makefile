@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv  ## fresh demo workspace: pipeline -> governed registration -> drift -> promotion -> audit verify
-	$(BIN)/python -m mlops_layer.demo
+	$(BIN)/python scripts/demo.py
 
 test: venv  ## lint, types, then the whole test suite against real git, DVC, MLflow and PostgreSQL
 	$(BIN)/ruff check mlops_layer pipelines tests benchmarks

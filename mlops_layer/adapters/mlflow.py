@@ -319,14 +319,15 @@ class MlflowRegistry:
         """A JSON artifact of a run, or None when the run has no such artifact."""
         from mlflow.exceptions import MlflowException
 
+        folder = path.rpartition("/")[0] or None
+        with mlflow_errors(f"listing artifacts of run {run_id}"):
+            present = {a.path for a in self.client.list_artifacts(run_id, folder)}
+        if path not in present:
+            return None
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 local = self.client.download_artifacts(run_id, path, tmp)
             except (MlflowException, OSError) as exc:
-                if "does not exist" in str(exc).lower() or "not found" in str(exc).lower() or isinstance(
-                    exc, OSError
-                ):
-                    return None
                 raise BackendError(f"downloading {path} of run {run_id}: {exc}") from exc
             try:
                 data = json.loads(Path(local).read_text(encoding="utf-8"))
@@ -433,9 +434,20 @@ class MlflowTracking:
         self, model: Any, name: str, pip_requirements: Sequence[str], input_example: Any = None
     ) -> str:
         """Log a scikit-learn model; explicit pip requirements avoid ~8 s of inference. Returns the model URI."""
+        trusted: list[str] | None = None
+        try:  # MLflow 3 saves sklearn models with skops: trust exactly the types of the model we just trained
+            import skops.io
+
+            trusted = list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+        except ImportError:
+            trusted = None
         with mlflow_errors("logging the model"):
             info = self._mlflow.sklearn.log_model(
-                model, name=name, pip_requirements=list(pip_requirements), input_example=input_example
+                model,
+                name=name,
+                pip_requirements=list(pip_requirements),
+                input_example=input_example,
+                skops_trusted_types=trusted,
             )
         return str(info.model_uri)
 
