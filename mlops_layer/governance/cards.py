@@ -1,0 +1,253 @@
+"""Model cards: the governance metadata of one model, read from ``governance/models/<name>.yaml`` and
+validated.
+
+A card says who owns the model, what it is for, how its predictions are used, what service it must give, how
+it is retrained, who decides promotion, how sensitive it is, and whom to alert. Errors name the file, the
+field and the line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mlops_layer.errors import InputError
+from mlops_layer.governance.located_yaml import Fields, Located, git_blob_hash, parse_located, read_bytes
+
+SENSITIVITY_LEVELS = ("public", "internal", "confidential", "restricted")
+RETRAINING_METHODS = ("manual", "scheduled", "drift-triggered", "performance-triggered", "continuous")
+CHANNEL_KINDS = ("email", "webhook")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Where a stakeholder is alerted: an email address or a webhook URL."""
+
+    kind: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Stakeholder:
+    name: str
+    role: str = ""
+    channels: tuple[Channel, ...] = ()
+    alerts: tuple[str, ...] = ()  # which alerts they want; empty = all
+
+
+@dataclass(frozen=True)
+class ServiceLevel:
+    availability_percent: float
+    max_latency_ms: float | None = None
+    support_hours: str = ""
+
+
+@dataclass(frozen=True)
+class Retraining:
+    method: str
+    cadence: str
+    trigger_notes: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Governance metadata of one model. ``card_hash`` is the git blob hash of the file it was read from."""
+
+    name: str
+    business_owner: str
+    intended_use: str
+    intended_users: tuple[str, ...]
+    prediction_consumption: str
+    sla: ServiceLevel
+    retraining: Retraining
+    approver_roles: tuple[str, ...]
+    sensitivity: str
+    code_shareable: bool
+    reuse_notes: str = ""
+    stakeholders: tuple[Stakeholder, ...] = ()
+    description: str = ""
+    limitations: str = ""
+    path: str = ""
+    card_hash: str = ""
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def present(self, field_name: str) -> bool:
+        """Whether a (possibly dotted, e.g. ``sla.max_latency_ms``) field has a non-empty value."""
+        value: Any = self
+        for part in field_name.split("."):
+            if not hasattr(value, part) or part in ("path", "card_hash", "lines"):
+                return False
+            value = getattr(value, part)
+        return value is not None and value != "" and value != ()
+
+
+CARD_FIELDS = tuple(f.name for f in fields(ModelCard) if f.name not in ("path", "card_hash", "lines"))
+SUBFIELDS = {
+    "sla": ("availability_percent", "max_latency_ms", "support_hours"),
+    "retraining": ("method", "cadence", "trigger_notes"),
+}
+
+
+def card_path(cards_dir: Path, name: str) -> Path:
+    if not _MODEL_NAME.match(name):
+        raise InputError(
+            f"model name {name!r} is not valid",
+            hint="use letters, digits, '.', '_' or '-' (it is also the card's file name)",
+        )
+    return cards_dir / f"{name}.yaml"
+
+
+def load_card(cards_dir: Path, name: str) -> ModelCard:
+    """Read and validate the card of ``name``; raises NotFoundError when absent, ConfigError when invalid."""
+    path = card_path(cards_dir, name)
+    data = read_bytes(
+        path,
+        what=f"model card of '{name}'",
+        hint=f"write {path.name} under {cards_dir} (see `mlops card show --help` for the format)",
+    )
+    return parse_card(data, str(path), name)
+
+
+def parse_card(data: bytes, file: str, name: str) -> ModelCard:
+    """Validate card bytes; ``name`` (from the file name) is the model, a ``name:`` field must agree."""
+    doc = parse_located(data, file)
+    if doc.value is None:
+        doc.fail("the model card is empty", hint="fill in the required fields")
+    top = Fields(doc)
+    lines = {key: loc.line for key, loc in top.items.items()}
+
+    declared = top.get("name")
+    if declared is not None and declared.string() != name:
+        declared.fail(f"says {declared.value!r} but the file is the card of {name!r}", hint="make them agree")
+
+    owner = top.need("business_owner").string()
+    intended_use = top.need("intended_use").string()
+    users_node = top.need("intended_users")
+    users = users_node.strings()
+    if not users:
+        users_node.fail("name at least one intended user group")
+    consumption = top.need("prediction_consumption", hint="say how predictions are consumed").string()
+    sla = _sla(top.need("sla"))
+    retraining = _retraining(top.need("retraining"))
+    roles_node = top.need(
+        "approver_roles", hint="list the roles (from policy.yaml roles) that decide promotion"
+    )
+    approver_roles = roles_node.strings()
+    if not approver_roles:
+        roles_node.fail("name at least one role that decides promotion")
+    sensitivity = top.need("sensitivity").choice(SENSITIVITY_LEVELS)
+    code_shareable = top.need("code_shareable").boolean()
+    reuse = top.get("reuse_notes")
+    stakeholders_node = top.get("stakeholders")
+    stakeholders = (
+        tuple(_stakeholder(item) for item in stakeholders_node.sequence()) if stakeholders_node else ()
+    )
+    description = top.get("description")
+    limitations = top.get("limitations")
+    top.finish()
+    if code_shareable and sensitivity == "restricted":
+        top.items["code_shareable"].fail(
+            "a 'restricted' model cannot have shareable code", hint="set code_shareable: false"
+        )
+    return ModelCard(
+        name=name,
+        business_owner=owner,
+        intended_use=intended_use,
+        intended_users=users,
+        prediction_consumption=consumption,
+        sla=sla,
+        retraining=retraining,
+        approver_roles=approver_roles,
+        sensitivity=sensitivity,
+        code_shareable=code_shareable,
+        reuse_notes=reuse.string(allow_empty=True) if reuse else "",
+        stakeholders=stakeholders,
+        description=description.string(allow_empty=True) if description else "",
+        limitations=limitations.string(allow_empty=True) if limitations else "",
+        path=file,
+        card_hash=git_blob_hash(data),
+        lines=lines,
+    )
+
+
+def _sla(node: Located) -> ServiceLevel:
+    f = Fields(node)
+    availability_node = f.need("availability_percent", hint="e.g. availability_percent: 99.5")
+    availability = availability_node.number(minimum=0.0)
+    if availability > 100:
+        availability_node.fail(f"must be at most 100, got {availability}")
+    latency = f.get("max_latency_ms")
+    hours = f.get("support_hours")
+    f.finish()
+    return ServiceLevel(
+        availability_percent=availability,
+        max_latency_ms=latency.number(minimum=0.0) if latency else None,
+        support_hours=hours.string() if hours else "",
+    )
+
+
+def _retraining(node: Located) -> Retraining:
+    f = Fields(node)
+    method = f.need("method").choice(RETRAINING_METHODS)
+    cadence = f.need("cadence", hint="e.g. cadence: monthly, or: on drift alert").string()
+    notes = f.get("trigger_notes")
+    f.finish()
+    return Retraining(
+        method=method, cadence=cadence, trigger_notes=notes.string(allow_empty=True) if notes else ""
+    )
+
+
+def _stakeholder(node: Located) -> Stakeholder:
+    f = Fields(node)
+    name = f.need("name").string()
+    role = f.get("role")
+    channels: list[Channel] = []
+    email = f.get("email")
+    if email is not None:
+        address = email.string()
+        if not _EMAIL.match(address):
+            email.fail(f"{address!r} is not an email address")
+        channels.append(Channel("email", address))
+    webhook = f.get("webhook")
+    if webhook is not None:
+        url = webhook.string()
+        if not url.startswith(("https://", "http://")):
+            webhook.fail(f"{url!r} is not an http(s) URL")
+        channels.append(Channel("webhook", url))
+    alerts = f.get("alerts")
+    f.finish()
+    if not channels:
+        node.fail(f"stakeholder {name!r} has no channel", hint="give an 'email' and/or a 'webhook'")
+    return Stakeholder(
+        name=name,
+        role=role.string() if role else "",
+        channels=tuple(channels),
+        alerts=alerts.strings() if alerts else (),
+    )
+
+
+def check_required(card: ModelCard, required: tuple[str, ...]) -> list[str]:
+    """The required fields missing or empty on ``card`` (dotted names allowed)."""
+    return [name for name in required if not card.present(name)]
+
+
+def known_field(name: str) -> bool:
+    head, _, tail = name.partition(".")
+    if head not in CARD_FIELDS:
+        return False
+    if not tail:
+        return True
+    return tail in SUBFIELDS.get(head, ())
+
+
+def validate_required_names(node: Located, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not known_field(name):
+            node.fail(
+                f"{name!r} is not a model-card field",
+                hint=f"card fields: {', '.join(CARD_FIELDS)}",
+            )

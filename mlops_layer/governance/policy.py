@@ -1,0 +1,402 @@
+"""Promotion policy as code: ``governance/policy.yaml`` parsed into a :class:`Policy` value.
+
+The file says, per target alias, which rules a version must pass, whether the target may be promoted
+automatically, what a rollback needs, and which roles people (principals of ``allowed_signers``) hold. Its git
+blob hash goes into every decision so an auditor knows exactly which rules applied.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeAlias
+
+from mlops_layer.errors import ConfigError, InputError
+from mlops_layer.governance.cards import validate_required_names
+from mlops_layer.governance.located_yaml import Fields, Located, git_blob_hash, parse_located, read_bytes
+
+POLICY_VERSION = 1
+_ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_ROLE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+DIRECTIONS = ("higher", "lower")
+
+
+@dataclass(frozen=True)
+class MetricThreshold:
+    """The candidate's metric must be >= ``min`` and/or <= ``max``."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    name: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class NoRegression:
+    """Better than the holder by at least ``min_delta`` (absolute) and/or ``min_relative`` (fraction)."""
+
+    metric: str
+    direction: str = "higher"
+    min_delta: float | None = None
+    min_relative: float | None = None
+    name: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class LineageClean:
+    require_committed: bool = True
+    require_data_in_remote: bool = True
+    require_lock_up_to_date: bool = True
+    name: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class CardFields:
+    required: tuple[str, ...] = ()
+    name: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class PromotionOrder:
+    """The candidate must have held ``must_have_held`` for ``min_days`` (and still hold it, if asked)."""
+
+    must_have_held: str
+    min_days: float = 0.0
+    must_still_hold: bool = False
+    name: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class DriftPassed:
+    """The latest drift check of the candidate passed and is at most ``max_age_days`` old."""
+
+    max_age_days: float | None = None
+    name: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Approvals:
+    """``count`` distinct, signed approvals by holders of ``roles`` (empty: the card's approver_roles)."""
+
+    count: int = 1
+    roles: tuple[str, ...] = ()
+    require_each_role: bool = False
+    exclude_trainer: bool = True
+    exclude_registrant: bool = True
+    max_age_days: float | None = None
+    name: str = ""
+    line: int = 0
+
+
+Rule: TypeAlias = (
+    MetricThreshold | NoRegression | LineageClean | CardFields | PromotionOrder | DriftPassed | Approvals
+)
+RULE_TYPES: dict[str, str] = {
+    "metric_threshold": "metric, min and/or max",
+    "no_regression": "metric, direction (higher|lower), min_delta and/or min_relative",
+    "lineage_clean": "require_committed, require_data_in_remote, require_lock_up_to_date",
+    "card_fields": "required: [field, ...]",
+    "promotion_order": "must_have_held, min_days, must_still_hold",
+    "drift_passed": "max_age_days",
+    "approvals": "count, roles, require_each_role, exclude_trainer, exclude_registrant, max_age_days",
+}
+
+
+RULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "metric_threshold": ("metric", "min", "max"),
+    "no_regression": ("metric", "direction", "min_delta", "min_relative"),
+    "lineage_clean": ("require_committed", "require_data_in_remote", "require_lock_up_to_date"),
+    "card_fields": ("required",),
+    "promotion_order": ("must_have_held", "min_days", "must_still_hold"),
+    "drift_passed": ("max_age_days",),
+    "approvals": (
+        "count",
+        "roles",
+        "require_each_role",
+        "exclude_trainer",
+        "exclude_registrant",
+        "max_age_days",
+    ),
+}
+
+
+def rule_type(rule: Rule) -> str:
+    return {
+        MetricThreshold: "metric_threshold",
+        NoRegression: "no_regression",
+        LineageClean: "lineage_clean",
+        CardFields: "card_fields",
+        PromotionOrder: "promotion_order",
+        DriftPassed: "drift_passed",
+        Approvals: "approvals",
+    }[type(rule)]
+
+
+@dataclass(frozen=True)
+class RollbackPolicy:
+    """What returning an alias to its previous holder needs: ``requires_approvals`` signed approvals."""
+
+    requires_approvals: int = 0
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TargetPolicy:
+    alias: str
+    rules: tuple[Rule, ...] = ()
+    auto_promote: bool = False
+    rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The parsed policy. ``roles`` maps a principal (as in allowed_signers) to the roles it holds."""
+
+    targets: dict[str, TargetPolicy]
+    roles: dict[str, tuple[str, ...]]
+    model_targets: dict[str, dict[str, TargetPolicy]] = field(default_factory=dict)
+    path: str = ""
+    policy_hash: str = ""
+
+    def target(self, model: str, alias: str) -> TargetPolicy | None:
+        """The rules for promoting ``model`` to ``alias``: a per-model section wins over the shared one."""
+        per_model = self.model_targets.get(model, {})
+        return per_model.get(alias) or self.targets.get(alias)
+
+    def roles_of(self, principal: str) -> tuple[str, ...]:
+        return self.roles.get(principal, ())
+
+    def holders_of(self, role: str) -> tuple[str, ...]:
+        return tuple(sorted(p for p, roles in self.roles.items() if role in roles))
+
+
+def load_policy(path: Path) -> Policy:
+    data = read_bytes(
+        path,
+        what="promotion policy",
+        hint="write governance/policy.yaml (run `mlops init` for a starting point)",
+    )
+    return parse_policy(data, str(path))
+
+
+def parse_policy(data: bytes, file: str) -> Policy:
+    doc = parse_located(data, file)
+    if doc.value is None:
+        doc.fail("the policy is empty", hint="define at least 'targets:'")
+    top = Fields(doc, allowed=("version", "roles", "targets", "models"))
+    version = top.get("version")
+    if version is not None and version.integer() != POLICY_VERSION:
+        version.fail(
+            f"unsupported policy version {version.value}", hint=f"this layer reads version {POLICY_VERSION}"
+        )
+    roles = _roles(top.need("roles", hint="map each approver's principal to a list of roles"))
+    targets = _targets(
+        top.need("targets", hint="one section per alias, e.g. targets: {staging: {rules: [...]}}")
+    )
+    model_targets: dict[str, dict[str, TargetPolicy]] = {}
+    models = top.get("models")
+    if models is not None:
+        for model, section in models.mapping().items():
+            f = Fields(section, allowed=("targets",))
+            model_targets[model] = _targets(f.need("targets"))
+            f.finish()
+    top.finish()
+    known_roles = {r for rs in roles.values() for r in rs}
+    for target in [*targets.values(), *(t for ts in model_targets.values() for t in ts.values())]:
+        for rule in target.rules:
+            if isinstance(rule, Approvals):
+                _check_roles_known(doc, rule.roles, known_roles, rule.line)
+        _check_roles_known(doc, target.rollback.roles, known_roles, 0)
+    return Policy(
+        targets=targets, roles=roles, model_targets=model_targets, path=file, policy_hash=git_blob_hash(data)
+    )
+
+
+def _check_roles_known(doc: Located, wanted: tuple[str, ...], known: set[str], line: int) -> None:
+    missing = [r for r in wanted if r not in known]
+    if missing:
+        where = Located(None, doc.file, line or doc.line, "roles")
+        where.fail(
+            f"role(s) {', '.join(missing)} are held by nobody in 'roles:'",
+            hint="assign the role to at least one principal, or fix the spelling",
+        )
+
+
+def _roles(node: Located) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for principal, roles_node in node.mapping().items():
+        if not principal.strip() or any(c.isspace() for c in principal):
+            roles_node.fail("a principal has no spaces (use the name written in allowed_signers)")
+        roles = roles_node.strings()
+        for role in roles:
+            if not _ROLE.match(role):
+                roles_node.fail(f"{role!r} is not a valid role name", hint="letters, digits, '_', '-', '.'")
+        out[principal] = roles
+    return out
+
+
+def _targets(node: Located) -> dict[str, TargetPolicy]:
+    out: dict[str, TargetPolicy] = {}
+    for alias, section in node.mapping().items():
+        if not _ALIAS.match(alias) or alias == "latest" or re.match(r"^[vV]\d+$", alias):
+            section.fail(
+                f"{alias!r} is not a valid MLflow alias",
+                hint="letters, digits, '_' and '-'; not 'latest', not v<number>",
+            )
+        out[alias] = _target(alias, section)
+    return out
+
+
+def _target(alias: str, node: Located) -> TargetPolicy:
+    if node.value is None:
+        node.fail("empty target section", hint="give at least 'rules: []' to allow promotion without rules")
+    f = Fields(node, allowed=("rules", "auto_promote", "rollback", "description"))
+    rules_node = f.need("rules", hint="use 'rules: []' on purpose if promotion needs nothing")
+    rules = tuple(_rule(item) for item in rules_node.sequence())
+    auto = f.get("auto_promote")
+    rollback = f.get("rollback")
+    description = f.get("description")
+    f.finish()
+    names = [_rule_name(r) for r in rules]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            rules_node.sequence()[i].fail(
+                f"two rules are both named {name!r}", hint="give one of them a distinct 'name:'"
+            )
+    return TargetPolicy(
+        alias=alias,
+        rules=rules,
+        auto_promote=auto.boolean() if auto else False,
+        rollback=_rollback(rollback) if rollback else RollbackPolicy(),
+        description=description.string(allow_empty=True) if description else "",
+    )
+
+
+def _rollback(node: Located) -> RollbackPolicy:
+    f = Fields(node, allowed=("requires_approvals", "roles"))
+    count = f.get("requires_approvals")
+    roles = f.get("roles")
+    f.finish()
+    return RollbackPolicy(
+        requires_approvals=count.integer(minimum=0) if count else 0, roles=roles.strings() if roles else ()
+    )
+
+
+def _rule(node: Located) -> Rule:
+    kind_node = Fields(node).need("type", hint=f"one of: {', '.join(RULE_TYPES)}")
+    kind = kind_node.string()
+    if kind not in RULE_TYPES:
+        kind_node.fail(f"unknown rule type {kind!r}", hint=f"known rule types: {', '.join(RULE_TYPES)}")
+    f = Fields(node, allowed=("type", "name", *RULE_FIELDS[kind]))
+    try:
+        f.finish()  # first: a misspelt field must be named as such, not reported as a missing one
+    except ConfigError as exc:
+        raise ConfigError(exc.message, hint=f"a {kind} rule takes: type, name, {RULE_TYPES[kind]}") from None
+    name_node = f.get("name")
+    name = name_node.string() if name_node else ""
+    line = node.line
+    rule: Rule
+    if kind == "metric_threshold":
+        metric = f.need("metric").string()
+        lo, hi = f.get("min"), f.get("max")
+        if lo is None and hi is None:
+            node.fail("a metric_threshold needs 'min' and/or 'max'")
+        low = lo.number() if lo else None
+        high = hi.number() if hi else None
+        if low is not None and high is not None and hi is not None and low > high:
+            hi.fail(f"max {high} is below min {low}")
+        rule = MetricThreshold(metric=metric, min=low, max=high, name=name, line=line)
+    elif kind == "no_regression":
+        metric = f.need("metric").string()
+        direction = f.need("direction", hint="higher (bigger is better) or lower").choice(DIRECTIONS)
+        delta, rel = f.get("min_delta"), f.get("min_relative")
+        rule = NoRegression(
+            metric=metric,
+            direction=direction,
+            min_delta=delta.number() if delta else None,
+            min_relative=rel.number() if rel else None,
+            name=name,
+            line=line,
+        )
+    elif kind == "lineage_clean":
+        flags = {}
+        for key in ("require_committed", "require_data_in_remote", "require_lock_up_to_date"):
+            item = f.get(key)
+            flags[key] = item.boolean() if item else True
+        rule = LineageClean(**flags, name=name, line=line)
+    elif kind == "card_fields":
+        req_node = f.need("required", hint="list the model-card fields that must be filled in")
+        required = req_node.strings()
+        validate_required_names(req_node, required)
+        rule = CardFields(required=required, name=name, line=line)
+    elif kind == "promotion_order":
+        held = f.need("must_have_held").string()
+        days = f.get("min_days")
+        still = f.get("must_still_hold")
+        rule = PromotionOrder(
+            must_have_held=held,
+            min_days=days.number(minimum=0.0) if days else 0.0,
+            must_still_hold=still.boolean() if still else False,
+            name=name,
+            line=line,
+        )
+    elif kind == "drift_passed":
+        age = f.get("max_age_days")
+        rule = DriftPassed(max_age_days=age.number(minimum=0.0) if age else None, name=name, line=line)
+    else:
+        count_node = f.get("count")
+        roles = f.get("roles")
+        each = f.get("require_each_role")
+        bools = {}
+        for key in ("exclude_trainer", "exclude_registrant"):
+            item = f.get(key)
+            bools[key] = item.boolean() if item else True
+        age = f.get("max_age_days")
+        rule = Approvals(
+            count=count_node.integer(minimum=1) if count_node else 1,
+            roles=roles.strings() if roles else (),
+            require_each_role=each.boolean() if each else False,
+            max_age_days=age.number(minimum=0.0) if age else None,
+            name=name,
+            line=line,
+            **bools,
+        )
+        if rule.require_each_role and rule.roles and rule.count < len(rule.roles) and count_node is not None:
+            count_node.fail(
+                f"require_each_role needs at least one approver per role: count {rule.count} < "
+                f"{len(rule.roles)} roles"
+            )
+    return rule
+
+
+def _rule_name(rule: Rule) -> str:
+    if rule.name:
+        return rule.name
+    kind = rule_type(rule)
+    if isinstance(rule, (MetricThreshold, NoRegression)):
+        return f"{kind}:{rule.metric}"
+    if isinstance(rule, PromotionOrder):
+        return f"{kind}:{rule.must_have_held}"
+    return kind
+
+
+def rule_name(rule: Rule) -> str:
+    """The name a rule is reported under: its ``name:`` or ``<type>[:<metric or alias>]``."""
+    return _rule_name(rule)
+
+
+def check_alias(alias: str) -> str:
+    if not _ALIAS.match(alias) or alias == "latest" or re.match(r"^[vV]\d+$", alias):
+        raise InputError(
+            f"{alias!r} is not a valid alias",
+            hint="letters, digits, '_' and '-'; not 'latest', not v<number>",
+        )
+    return alias
