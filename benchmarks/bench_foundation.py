@@ -34,8 +34,10 @@ def bench_help() -> None:
     floor = _time([sys.executable, "-c", "pass"])
     help_t = _time([str(BIN / "mlops"), "--help"])
     verdict = "OK" if help_t < 0.3 else "OVER TARGET"
-    print(f"mlops --help: {help_t * 1000:.0f} ms (python start-up floor {floor * 1000:.0f} ms, "
-          f"ratio {help_t / floor:.1f}x; target < 300 ms: {verdict})")
+    print(
+        f"mlops --help: {help_t * 1000:.0f} ms (python start-up floor {floor * 1000:.0f} ms, "
+        f"ratio {help_t / floor:.1f}x; target < 300 ms: {verdict})"
+    )
 
 
 def bench_registration(repeats: int = 5) -> None:
@@ -53,8 +55,13 @@ def bench_registration(repeats: int = 5) -> None:
             "    - path: data/train.csv\n      hash: md5\n      md5: 0123456789abcdef0123456789abcdef\n"
             "      size: 1234\n    params:\n      params.yaml:\n        train.C: 1.0\n"
         )
-        env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
-               "GIT_COMMITTER_EMAIL": "b@x", "PATH": os.environ["PATH"]}
+        env = {
+            "GIT_AUTHOR_NAME": "b",
+            "GIT_AUTHOR_EMAIL": "b@x",
+            "GIT_COMMITTER_NAME": "b",
+            "GIT_COMMITTER_EMAIL": "b@x",
+            "PATH": os.environ["PATH"],
+        }
         subprocess.run(["git", "add", "-A"], cwd=root, check=True)
         subprocess.run(["git", "commit", "-qm", "x"], cwd=root, check=True, env=env)
         cfg = api.settings(root)
@@ -72,8 +79,10 @@ def bench_registration(repeats: int = 5) -> None:
             governed.append(time.perf_counter() - t)
         g, b = statistics.median(governed), statistics.median(bare)
         verdict = "OK" if g - b <= 0.5 else "OVER TARGET"
-        print(f"registration: governed {g * 1000:.0f} ms vs bare mlflow.register_model {b * 1000:.0f} ms "
-              f"-> +{(g - b) * 1000:.0f} ms ({g / b:.1f}x; target <= +500 ms: {verdict})")
+        print(
+            f"registration: governed {g * 1000:.0f} ms vs bare mlflow.register_model {b * 1000:.0f} ms "
+            f"-> +{(g - b) * 1000:.0f} ms ({g / b:.1f}x; target <= +500 ms: {verdict})"
+        )
 
 
 if __name__ == "__main__":

@@ -115,7 +115,13 @@ def _pipeline_outputs(root: Path) -> tuple[str, ...]:
     for body in (spec.get("stages") or {}).values():
         for key in ("outs", "metrics", "plots"):
             for item in (body or {}).get(key) or []:
-                outs.extend([item] if isinstance(item, str) else [str(k) for k in item] if isinstance(item, dict) else [])
+                outs.extend(
+                    [item]
+                    if isinstance(item, str)
+                    else [str(k) for k in item]
+                    if isinstance(item, dict)
+                    else []
+                )
     return tuple(outs)
 
 
@@ -148,7 +154,9 @@ class GovernedRun:
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
         self.tracking.log_dict(data, artifact_file)
 
-    def log_model(self, model: Any, *, input_example: Any = None, pip_requirements: list[str] | None = None) -> str:
+    def log_model(
+        self, model: Any, *, input_example: Any = None, pip_requirements: list[str] | None = None
+    ) -> str:
         """Log a scikit-learn model under ``model`` with explicit requirements (no ~8 s inference)."""
         from mlops_layer.lineage import environment_info
 
@@ -228,7 +236,9 @@ def load_model(ref: str, *, settings: Settings | None = None) -> Any:
 
         name, version = parse_model_ref(ref)
         if version is None:
-            raise InputError(f"model reference {ref!r} names no version", hint="use NAME/VERSION or NAME@ALIAS")
+            raise InputError(
+                f"model reference {ref!r} names no version", hint="use NAME/VERSION or NAME@ALIAS"
+            )
         uri = f"models:/{name}@{version}" if "@" in ref else f"models:/{name}/{version}"
     return _load(uri, cfg.tracking_uri, cfg.registry_uri)
 

@@ -15,8 +15,11 @@ def main() -> None:
     run = json.loads(Path("artifacts/train_run.json").read_text())
     reg = api.register(name, run["run_id"], stage="train", model_uri=run["model_uri"])
     Path("artifacts/registration.json").write_text(
-        json.dumps({"model": reg.model, "version": reg.version, "run_id": reg.run_id, "audit_seq": reg.audit_seq},
-                   indent=2) + "\n"
+        json.dumps(
+            {"model": reg.model, "version": reg.version, "run_id": reg.run_id, "audit_seq": reg.audit_seq},
+            indent=2,
+        )
+        + "\n"
     )
     print(f"register: {reg.model} v{reg.version} (run {reg.run_id}, audit #{reg.audit_seq})")
 

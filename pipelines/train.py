@@ -23,7 +23,9 @@ def main() -> None:
     with api.governed_run("train", parent=parent) as run:
         if parent:
             model = api.load_model(parent)
-            model.set_params(warm_start=True, n_estimators=model.n_estimators + int(params["finetune_estimators"]))
+            model.set_params(
+                warm_start=True, n_estimators=model.n_estimators + int(params["finetune_estimators"])
+            )
         else:
             model = RandomForestClassifier(
                 n_estimators=int(params["n_estimators"]),

@@ -24,7 +24,11 @@ TEMPLATE_DIRS = ("pipelines", "governance")
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLOPS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY"))
+    }
     env.update(
         DVC_NO_ANALYTICS="1",
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
@@ -86,8 +90,10 @@ def main() -> None:
     run([mlops, "status", MODEL], ws)
     run([mlops, "audit", "verify"], ws)
     print(f"\n\033[1;32mDemo finished in {time.monotonic() - started:.0f} s.\033[0m")
-    print(f"Browse runs, versions and their governance tags:\n  cd {ws} && {BIN / 'mlflow'} ui "
-          f"--backend-store-uri sqlite:///mlflow.db\n  then open http://127.0.0.1:5000")
+    print(
+        f"Browse runs, versions and their governance tags:\n  cd {ws} && {BIN / 'mlflow'} ui "
+        f"--backend-store-uri sqlite:///mlflow.db\n  then open http://127.0.0.1:5000"
+    )
 
 
 if __name__ == "__main__":

@@ -109,11 +109,14 @@ def read_lock(root: Path) -> dict[str, StageLock]:
     path = root / LOCK_FILE
     if not path.is_file():
         raise InputError(
-            f"no {LOCK_FILE} in {root} yet", hint="run `dvc repro` first: lineage is read from what DVC recorded"
+            f"no {LOCK_FILE} in {root} yet",
+            hint="run `dvc repro` first: lineage is read from what DVC recorded",
         )
     data = _load_yaml(path, "DVC lock file")
     if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
-        raise ConfigError(f"{path}: no 'stages' mapping; is this a DVC 3 lock file?", hint="rerun `dvc repro`")
+        raise ConfigError(
+            f"{path}: no 'stages' mapping; is this a DVC 3 lock file?", hint="rerun `dvc repro`"
+        )
     stages: dict[str, StageLock] = {}
     for name, body in data["stages"].items():
         if not isinstance(body, dict):
@@ -179,7 +182,13 @@ def run_dvc(root: Path, *args: str, timeout: float | None = None, check: bool = 
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     try:
         proc = subprocess.run(
-            [*_dvc_cmd(), *args], cwd=root, capture_output=True, text=True, env=env, timeout=timeout, check=False
+            [*_dvc_cmd(), *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
         )
     except FileNotFoundError:
         raise BackendError("the `dvc` command is not installed", hint="pip install dvc") from None

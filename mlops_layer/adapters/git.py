@@ -73,7 +73,7 @@ class GitRepo:
 
     def remote_url(self) -> str | None:
         try:
-            remote = self.repo.remotes["origin"] if "origin" in self.repo.remotes else None
+            remote = self.repo.remotes["origin"] if "origin" in self.repo.remotes else None  # noqa: SIM401
             if remote is None and self.repo.remotes:
                 remote = self.repo.remotes[0]
             return str(next(iter(remote.urls))) if remote is not None else None
@@ -114,7 +114,11 @@ class GitRepo:
 def is_git_repo(path: Path) -> bool:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--is-inside-work-tree"], cwd=path, capture_output=True, text=True, check=False
+            ["git", "rev-parse", "--is-inside-work-tree"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     except OSError:
         return False

@@ -212,9 +212,7 @@ class MlflowRegistry:
         except MlflowException as exc:
             if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 have = ", ".join(self.list_versions(name)) or "none"
-                raise NotFoundError(
-                    f"model '{name}' has no version {version} (versions: {have})"
-                ) from None
+                raise NotFoundError(f"model '{name}' has no version {version} (versions: {have})") from None
             raise BackendError(f"reading {name} v{version}: {exc}") from exc
 
     def get_by_alias(self, name: str, alias: str) -> VersionInfo | None:
@@ -363,7 +361,9 @@ class MlflowTracking:
                 return str(exp.experiment_id)
             location = None
             if artifact_location:
-                location = artifact_location if "://" in artifact_location else Path(artifact_location).as_uri()
+                location = (
+                    artifact_location if "://" in artifact_location else Path(artifact_location).as_uri()
+                )
             return str(mlflow.create_experiment(name, artifact_location=location))
 
     @contextlib.contextmanager
@@ -373,7 +373,10 @@ class MlflowTracking:
         mlflow = self._mlflow
         with mlflow_errors("starting an MLflow run"):
             active = mlflow.start_run(
-                run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=run_name, tags=dict(tags)
+                run_id=run_id,
+                experiment_id=None if run_id else experiment_id,
+                run_name=run_name,
+                tags=dict(tags),
             )
         try:
             yield active.info.run_id
@@ -389,7 +392,9 @@ class MlflowTracking:
             # MLflow caps a param value at 6000 characters.
             self._mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None
+    ) -> None:
         with mlflow_errors("logging metrics"):
             client = self._mlflow.MlflowClient()
             run = self._mlflow.active_run()
@@ -420,11 +425,11 @@ class MlflowTracking:
     def log_dvc_dataset(self, path: str, md5: str, size: int | None, context: str) -> None:
         """Log a DVC-tracked file or folder as an MLflow dataset input whose digest is the DVC md5."""
         from mlflow.data.meta_dataset import MetaDataset
-        from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 
         with mlflow_errors(f"logging dataset {path}"):
             source = LocalArtifactDatasetSource(path)
-            dataset = MetaDataset(source=source, name=path, digest=md5[:36])
+            dataset = MetaDataset(source=source, name=path, digest=md5[:36])  # type: ignore[abstract]
             tags = {"mlops.dvc.md5": md5, "mlops.dvc.path": path}
             if size is not None:
                 tags["mlops.dvc.size"] = str(size)

@@ -102,13 +102,18 @@ def lineage_cmd(
         return
     lin = report.lineage
     dirty = "[red]dirty[/]" if lin.git_dirty else "[green]clean[/]"
-    console.print(f"[bold]{report.model} v{report.version}[/]  run {report.run_id}  {' '.join('@' + a for a in report.aliases)}")
+    console.print(
+        f"[bold]{report.model} v{report.version}[/]  run {report.run_id}  {' '.join('@' + a for a in report.aliases)}"
+    )
     console.print(f"git     {lin.git_commit} ({lin.git_branch or 'detached'}, {dirty})")
     if lin.git_remote:
         console.print(f"remote  {lin.git_remote}")
     console.print(
-        table("data (as dvc.lock records it)", ["role", "path", "md5", "size"],
-              [(d.role, d.path, d.md5, d.size) for d in lin.data])
+        table(
+            "data (as dvc.lock records it)",
+            ["role", "path", "md5", "size"],
+            [(d.role, d.path, d.md5, d.size) for d in lin.data],
+        )
     )
     console.print(table("params", ["name", "value"], sorted(lin.params.items())))
     if report.ancestry:
