@@ -71,9 +71,7 @@ class ApprovalStatement:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ApprovalStatement:
         if data.get("schema") != SCHEMA:
-            raise ApprovalError(
-                f"not an approval statement (schema {data.get('schema')!r}, expected {SCHEMA!r})"
-            )
+            raise ApprovalError(f"not an approval statement (schema {data.get('schema')!r}, expected {SCHEMA!r})")
         try:
             return cls(
                 model=str(data["model"]),
@@ -194,9 +192,7 @@ def make_statement(
 
 
 def sign_statement(statement: ApprovalStatement, key_path: Path, signer: Signer) -> SignedApproval:
-    return SignedApproval(
-        statement=statement, signature=signer(statement.canonical_bytes(), key_path, NAMESPACE)
-    )
+    return SignedApproval(statement=statement, signature=signer(statement.canonical_bytes(), key_path, NAMESPACE))
 
 
 def check_approval(
@@ -211,13 +207,9 @@ def check_approval(
     """Verify the signature (allowed_signers, claimed approver), then the binding to the candidate."""
     st = approval.statement
     if not approval.signature.strip():
-        return ApprovalCheck(
-            approval, False, None, reason=f"approval claiming to be by {st.approver} is unsigned"
-        )
+        return ApprovalCheck(approval, False, None, reason=f"approval claiming to be by {st.approver} is unsigned")
     try:
-        principal = verifier(
-            st.canonical_bytes(), approval.signature, allowed_signers, NAMESPACE, st.approver
-        )
+        principal = verifier(st.canonical_bytes(), approval.signature, allowed_signers, NAMESPACE, st.approver)
     except MlopsError as exc:
         return ApprovalCheck(
             approval,
@@ -263,16 +255,15 @@ def check_approvals(
     verifier: Verifier,
     roles_of: Callable[[str], tuple[str, ...]],
 ) -> tuple[ApprovalCheck, ...]:
-    return tuple(
-        check_approval(a, identity, target, action, allowed_signers, verifier, roles_of) for a in approvals
-    )
+    return tuple(check_approval(a, identity, target, action, allowed_signers, verifier, roles_of) for a in approvals)
 
 
 def default_verifier() -> Verifier:
+    """Verification through :func:`mlops_layer.signing.verify` (key trusted now, for the claimed principal)."""
     from mlops_layer import signing
 
     def verify(data: bytes, signature: str, allowed: Path, namespace: str, principal: str | None) -> str:
-        return str(signing.verify(data, signature, allowed, namespace, principal=principal))
+        return signing.verify(data, signature, allowed, namespace, principal=principal)
 
     return verify
 
@@ -280,7 +271,4 @@ def default_verifier() -> Verifier:
 def default_signer() -> Signer:
     from mlops_layer import signing
 
-    def sign(data: bytes, key_path: Path, namespace: str) -> str:
-        return str(signing.sign(data, key_path, namespace))
-
-    return sign
+    return signing.sign

@@ -133,9 +133,7 @@ def parse_card(data: bytes, file: str, name: str) -> ModelCard:
     consumption = top.need("prediction_consumption", hint="say how predictions are consumed").string()
     sla = _sla(top.need("sla"))
     retraining = _retraining(top.need("retraining"))
-    roles_node = top.need(
-        "approver_roles", hint="list the roles (from policy.yaml roles) that decide promotion"
-    )
+    roles_node = top.need("approver_roles", hint="list the roles (from policy.yaml roles) that decide promotion")
     approver_roles = roles_node.strings()
     if not approver_roles:
         roles_node.fail("name at least one role that decides promotion")
@@ -143,9 +141,7 @@ def parse_card(data: bytes, file: str, name: str) -> ModelCard:
     code_shareable = top.need("code_shareable").boolean()
     reuse = top.get("reuse_notes")
     stakeholders_node = top.get("stakeholders")
-    stakeholders = (
-        tuple(_stakeholder(item) for item in stakeholders_node.sequence()) if stakeholders_node else ()
-    )
+    stakeholders = tuple(_stakeholder(item) for item in stakeholders_node.sequence()) if stakeholders_node else ()
     description = top.get("description")
     limitations = top.get("limitations")
     top.finish()
@@ -196,9 +192,7 @@ def _retraining(node: Located) -> Retraining:
     cadence = f.need("cadence", hint="e.g. cadence: monthly, or: on drift alert").string()
     notes = f.get("trigger_notes")
     f.finish()
-    return Retraining(
-        method=method, cadence=cadence, trigger_notes=notes.string(allow_empty=True) if notes else ""
-    )
+    return Retraining(method=method, cadence=cadence, trigger_notes=notes.string(allow_empty=True) if notes else "")
 
 
 def _stakeholder(node: Located) -> Stakeholder:

@@ -95,9 +95,7 @@ class Approvals:
     line: int = 0
 
 
-Rule: TypeAlias = (
-    MetricThreshold | NoRegression | LineageClean | CardFields | PromotionOrder | DriftPassed | Approvals
-)
+Rule: TypeAlias = MetricThreshold | NoRegression | LineageClean | CardFields | PromotionOrder | DriftPassed | Approvals
 RULE_TYPES: dict[str, str] = {
     "metric_threshold": "metric, min and/or max",
     "no_regression": "metric, direction (higher|lower), min_delta and/or min_relative",
@@ -194,13 +192,9 @@ def parse_policy(data: bytes, file: str) -> Policy:
     top = Fields(doc, allowed=("version", "roles", "targets", "models"))
     version = top.get("version")
     if version is not None and version.integer() != POLICY_VERSION:
-        version.fail(
-            f"unsupported policy version {version.value}", hint=f"this layer reads version {POLICY_VERSION}"
-        )
+        version.fail(f"unsupported policy version {version.value}", hint=f"this layer reads version {POLICY_VERSION}")
     roles = _roles(top.need("roles", hint="map each approver's principal to a list of roles"))
-    targets = _targets(
-        top.need("targets", hint="one section per alias, e.g. targets: {staging: {rules: [...]}}")
-    )
+    targets = _targets(top.need("targets", hint="one section per alias, e.g. targets: {staging: {rules: [...]}}"))
     model_targets: dict[str, dict[str, TargetPolicy]] = {}
     models = top.get("models")
     if models is not None:
@@ -215,9 +209,7 @@ def parse_policy(data: bytes, file: str) -> Policy:
             if isinstance(rule, Approvals):
                 _check_roles_known(doc, rule.roles, known_roles, rule.line)
         _check_roles_known(doc, target.rollback.roles, known_roles, 0)
-    return Policy(
-        targets=targets, roles=roles, model_targets=model_targets, path=file, policy_hash=git_blob_hash(data)
-    )
+    return Policy(targets=targets, roles=roles, model_targets=model_targets, path=file, policy_hash=git_blob_hash(data))
 
 
 def _check_roles_known(doc: Located, wanted: tuple[str, ...], known: set[str], line: int) -> None:
@@ -371,8 +363,7 @@ def _rule(node: Located) -> Rule:
         )
         if rule.require_each_role and rule.roles and rule.count < len(rule.roles) and count_node is not None:
             count_node.fail(
-                f"require_each_role needs at least one approver per role: count {rule.count} < "
-                f"{len(rule.roles)} roles"
+                f"require_each_role needs at least one approver per role: count {rule.count} < {len(rule.roles)} roles"
             )
     return rule
 

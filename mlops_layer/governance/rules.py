@@ -46,9 +46,8 @@ class Candidate:
     registered_by: str | None = None
     trained_by: str | None = None
     created_at: datetime | None = None
-    changed_at: datetime | None = (
-        None  # last change of what was approved (content, lineage); approvals must be newer
-    )
+    changed_at: datetime | None = None  # last change of what was approved (content, lineage); approvals must be newer
+    other_identities: tuple[str, ...] = ()  # more names of the registrant/trainer (e.g. an edited tag's)
 
     @property
     def identity(self) -> CandidateIdentity:
@@ -121,8 +120,7 @@ def evaluate(policy: Policy, ctx: PromotionContext, *, extra: tuple[RuleResult, 
                 observed=ctx.target,
                 expected=f"one of: {known}",
                 message=(
-                    f"policy.yaml has no target '{ctx.target}'; "
-                    "promotion to an alias without a policy is refused"
+                    f"policy.yaml has no target '{ctx.target}'; promotion to an alias without a policy is refused"
                 ),
                 rule_type="policy_target",
             )
@@ -168,9 +166,7 @@ def evaluate_rule(rule: Rule, ctx: PromotionContext, policy: Policy) -> RuleResu
             exclude_registrant=rule.exclude_registrant,
             max_age_days=rule.max_age_days,
         )
-    return RuleResult(
-        name=name, passed=passed, observed=observed, expected=expected, message=message, rule_type=kind
-    )
+    return RuleResult(name=name, passed=passed, observed=observed, expected=expected, message=message, rule_type=kind)
 
 
 Verdict = tuple[bool, Any, Any, str]
@@ -213,9 +209,7 @@ def _no_regression(rule: NoRegression, ctx: PromotionContext) -> Verdict:
     if rule.min_relative is not None:
         parts.append(f"by >= {_fmt(rule.min_relative * 100)}%")
     better = "higher" if rule.direction == "higher" else "lower"
-    expected = f"{rule.metric} {better} than the holder" + (
-        f" {' and '.join(parts)}" if parts else " or equal"
-    )
+    expected = f"{rule.metric} {better} than the holder" + (f" {' and '.join(parts)}" if parts else " or equal")
     value = ctx.candidate.metrics.get(rule.metric)
     if value is None:
         return (
@@ -256,8 +250,7 @@ def _no_regression(rule: NoRegression, ctx: PromotionContext) -> Verdict:
             False,
             observed,
             expected,
-            f"{rule.metric} improves by {_fmt(gain)} over v{ctx.holder.version}, "
-            f"less than {_fmt(rule.min_delta)}",
+            f"{rule.metric} improves by {_fmt(gain)} over v{ctx.holder.version}, less than {_fmt(rule.min_delta)}",
         )
     if rule.min_relative is not None:
         relative = gain / abs(base) if base != 0 else (float("inf") if gain > 0 else 0.0)
@@ -327,9 +320,7 @@ def holds_of(history: tuple[AliasHold, ...], version: str, alias: str) -> list[A
 
 
 def _promotion_order(rule: PromotionOrder, ctx: PromotionContext) -> Verdict:
-    expected = f"held '{rule.must_have_held}'" + (
-        f" for >= {_fmt(rule.min_days)} days" if rule.min_days else ""
-    )
+    expected = f"held '{rule.must_have_held}'" + (f" for >= {_fmt(rule.min_days)} days" if rule.min_days else "")
     if rule.must_still_hold:
         expected += " and still holds it"
     holds = holds_of(ctx.history, ctx.candidate.version, rule.must_have_held)
@@ -433,8 +424,9 @@ def evaluate_approvals(
     excluded = {
         who.lower(): label
         for who, label, on in (
-            (cand.registered_by, "registered", exclude_registrant),
+            *((other, "registered or trained", exclude_registrant) for other in cand.other_identities),
             (cand.trained_by, "trained", exclude_trainer),
+            (cand.registered_by, "registered", exclude_registrant),
         )
         if who and on
     }
@@ -444,8 +436,7 @@ def evaluate_approvals(
         relevant = [r for r in check.roles if r in roles]
         if not relevant:
             notes.append(
-                f"{principal} holds none of the roles {', '.join(roles)} "
-                f"(holds: {', '.join(check.roles) or 'none'})"
+                f"{principal} holds none of the roles {', '.join(roles)} (holds: {', '.join(check.roles) or 'none'})"
             )
             continue
         if principal.lower() in excluded:
@@ -464,15 +455,11 @@ def evaluate_approvals(
             notes.append(f"the {check.decision} by {principal} is older than {_fmt(max_age_days)} days")
             continue
         if check.time > ctx.now + timedelta(minutes=5):
-            notes.append(
-                f"the {check.decision} by {principal} is dated in the future ({format_time(check.time)})"
-            )
+            notes.append(f"the {check.decision} by {principal} is dated in the future ({format_time(check.time)})")
             continue
         if check.decision == "reject":
             comment = check.approval.statement.comment
-            blockers.append(
-                f"{principal} ({', '.join(relevant)}) rejected" + (f": {comment}" if comment else "")
-            )
+            blockers.append(f"{principal} ({', '.join(relevant)}) rejected" + (f": {comment}" if comment else ""))
         else:
             approvers.append(check)
 

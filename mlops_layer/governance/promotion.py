@@ -1,0 +1,524 @@
+"""Promotion and rollback as a governed transaction: evaluate, audit, lock, re-check, move, audit completion.
+
+The flow works on two small ports — the registry (MLflow) and the governance view of the audit trail — so the core can
+be tested with fakes and the api wires the real ones. Order matters: the decision is audited before the registry
+moves; a crash in between leaves an audited decision without its completion entry, which reconciliation finds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlops_layer.errors import ConcurrencyError, MlopsError
+from mlops_layer.governance.approvals import (
+    CandidateIdentity,
+    SignedApproval,
+    Verifier,
+    check_approvals,
+    format_time,
+    utc_now,
+)
+from mlops_layer.governance.cards import ModelCard
+from mlops_layer.governance.decisions import Decision, RuleResult
+from mlops_layer.governance.policy import Policy
+from mlops_layer.governance.rules import (
+    AliasHold,
+    Candidate,
+    DriftStatus,
+    Holder,
+    LineageStatus,
+    PromotionContext,
+    evaluate,
+    evaluate_approvals,
+)
+
+TAG_REGISTERED_BY = "mlops.registered_by"
+TAG_TRAINED_BY = "mlops.trained_by"
+TAG_DIGEST = "mlops.model.digest"
+TAG_POLICY_HASH = "mlops.policy.hash"
+
+
+def decision_tag(alias: str) -> str:
+    return f"mlops.decision.{alias}"
+
+
+def approvals_tag(alias: str) -> str:
+    return f"mlops.approvals.{alias}"
+
+
+# -- ports ----------------------------------------------------------------------------------------------------------
+class VersionView(Protocol):
+    """What the flow reads of a model version (``adapters.mlflow.VersionInfo`` satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def run_id(self) -> str | None: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def tags(self) -> dict[str, str]: ...
+    @property
+    def creation_time(self) -> datetime | None: ...
+    @property
+    def model_id(self) -> str | None: ...
+
+
+class RegistryPort(Protocol):
+    def get_version(self, name: str, version: str | int) -> Any: ...
+    def get_aliases(self, name: str) -> dict[str, str]: ...
+    def set_alias(self, name: str, alias: str, version: str | int) -> None: ...
+    def set_version_tags(self, name: str, version: str | int, tags: Mapping[str, Any]) -> None: ...
+    def run_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, float]]: ...
+
+
+@dataclass(frozen=True)
+class AliasRecord:
+    """What the audit trail says about one alias: whether it tracks it at all, and the version it should hold."""
+
+    tracked: bool
+    version: str | None
+    seq: int | None = None
+
+
+class TrailPort(Protocol):
+    """The governance view of the audit trail."""
+
+    def record(
+        self,
+        action: str,
+        *,
+        subject: dict[str, str],
+        run_id: str | None = None,
+        decision: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> int: ...
+
+    def approvals(self, model: str, version: str, target: str) -> list[SignedApproval]: ...
+    def alias_history(self, model: str) -> list[AliasHold]: ...
+    def alias_record(self, model: str, alias: str) -> AliasRecord: ...
+    def drift_status(self, model: str, version: str) -> DriftStatus | None: ...
+    def registered_by(self, model: str, version: str) -> str | None: ...
+
+
+# audit actions this flow writes (names agreed with the audit trail's vocabulary)
+PROMOTION_DECIDED = "promotion.decided"
+ALIAS_SET = "alias.set"
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """What ``promote``/``rollback`` did: the decision, whether the alias moved, and the audit entries."""
+
+    decision: Decision
+    moved: bool
+    previous: str | None
+    current: str | None
+    audit_seq: int | None
+    completion_seq: int | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
+
+    def to_dict(self) -> dict[str, Any]:
+        body = self.decision.to_dict()
+        body.update(
+            audit_seq=self.audit_seq,
+            moved=self.moved,
+            previous=self.previous,
+            current=self.current,
+            completion_seq=self.completion_seq,
+            warnings=list(self.warnings),
+        )
+        return body
+
+
+# -- locking ---------------------------------------------------------------------------------------------------------
+LockFactory = Callable[[str, str], "contextlib.AbstractContextManager[None]"]
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout: float = 30.0) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path``; serialises promotions of one model+alias on this machine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConcurrencyError(
+                        f"another promotion holds {path.name} for more than {timeout:.0f} s",
+                        hint="wait for it to finish, then retry",
+                    ) from None
+                time.sleep(0.02)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def file_locks(state_dir: Path) -> LockFactory:
+    def factory(model: str, alias: str) -> contextlib.AbstractContextManager[None]:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{model}@{alias}")
+        return file_lock(state_dir / "locks" / f"promote-{safe}.lock")
+
+    return factory
+
+
+# -- the flow --------------------------------------------------------------------------------------------------------
+@dataclass
+class Governance:
+    """Everything a promotion needs, wired by the api (or by tests, with fakes)."""
+
+    registry: RegistryPort
+    trail: TrailPort
+    policy: Policy
+    load_card: Callable[[str], ModelCard]
+    allowed_signers: Path
+    verifier: Verifier
+    locks: LockFactory
+    lineage_probe: Callable[[Any], LineageStatus | None] | None = None
+    clock: Callable[[], datetime] = utc_now
+    before_move: Callable[[], None] | None = None  # test hook: runs after evaluation, before taking the lock
+    notes: list[str] = field(default_factory=list)
+
+    # -- context ---------------------------------------------------------------------------------------------
+    def candidate(self, info: Any, metrics: Mapping[str, float]) -> Candidate:
+        tags = dict(info.tags)
+        trail_registrant = self.trail.registered_by(info.name, info.version)
+        tag_registrant = tags.get(TAG_REGISTERED_BY) or None
+        identity = identity_of(info)
+        return Candidate(
+            model=identity.model,
+            version=identity.version,
+            run_id=identity.run_id,
+            source=identity.source,
+            digest=identity.digest,
+            metrics=dict(metrics),
+            tags=tags,
+            # the trail is append-only, a version tag anyone can edit: prefer the trail, exclude both
+            registered_by=trail_registrant or tag_registrant,
+            trained_by=tags.get(TAG_TRAINED_BY) or None,
+            created_at=info.creation_time,
+            changed_at=info.creation_time,
+            other_identities=tuple(x for x in (tag_registrant,) if x and x != (trail_registrant or tag_registrant)),
+        )
+
+    def card_or_error(self, model: str) -> tuple[ModelCard | None, str | None]:
+        try:
+            return self.load_card(model), None
+        except MlopsError as exc:
+            return None, exc.message
+
+    def context(self, name: str, version: str, target: str, *, action: str = "promote") -> PromotionContext:
+        info = self.registry.get_version(name, version)
+        aliases = self.registry.get_aliases(name)
+        holder_version = aliases.get(target)
+        run_ids = [r for r in (info.run_id,) if r]
+        holder_info = None
+        if holder_version is not None and holder_version != str(info.version):
+            holder_info = self.registry.get_version(name, holder_version)
+            if holder_info.run_id:
+                run_ids.append(holder_info.run_id)
+        metrics = self.registry.run_metrics(run_ids) if run_ids else {}  # one query for both
+        cand = self.candidate(info, metrics.get(info.run_id or "", {}))
+        holder = None
+        if holder_version is not None:
+            h_metrics = cand.metrics if holder_info is None else metrics.get(holder_info.run_id or "", {})
+            holder = Holder(version=holder_version, metrics=dict(h_metrics))
+        card, card_error = self.card_or_error(name)
+        checks = check_approvals(
+            [a for a in self.trail.approvals(name, cand.version, target) if a.statement.action == action],
+            cand.identity,
+            target,
+            action,
+            self.allowed_signers,
+            self.verifier,
+            self.policy.roles_of,
+        )
+        lineage = self.lineage_probe(info) if self.lineage_probe else None
+        return PromotionContext(
+            candidate=cand,
+            target=target,
+            holder=holder,
+            history=tuple(self.trail.alias_history(name)),
+            drift=self.trail.drift_status(name, cand.version),
+            approvals=checks,
+            card=card,
+            card_error=card_error,
+            lineage=lineage,
+            now=self.clock(),
+            action=action,
+        )
+
+    def registry_matches_trail(self, name: str, alias: str, registry_holder: str | None) -> RuleResult:
+        """The alias must hold what the audit trail says it should: anything else was moved behind our back."""
+        record = self.trail.alias_record(name, alias)
+        expected = record.version if record.tracked else "(not yet governed)"
+        if not record.tracked:
+            msg = (
+                f"'{alias}' has no history in the audit trail; its current holder "
+                f"{'v' + registry_holder if registry_holder else '(none)'} is taken as the starting point"
+            )
+            return RuleResult("registry_matches_trail", True, registry_holder, expected, msg, "builtin")
+        if record.version == registry_holder:
+            return RuleResult(
+                "registry_matches_trail",
+                True,
+                registry_holder,
+                expected,
+                "the registry agrees with the audit trail",
+                "builtin",
+            )
+        return RuleResult(
+            "registry_matches_trail",
+            False,
+            registry_holder,
+            record.version,
+            f"the registry says {name}@{alias} -> {_v(registry_holder)} but the audit trail says "
+            f"{_v(record.version)} (seq {record.seq}): the alias was moved behind the layer's back; "
+            "run `mlops audit reconcile` and record the incident before promoting",
+            "builtin",
+        )
+
+    # -- check -------------------------------------------------------------------------------------------------
+    def check(self, name: str, version: str, target: str, *, automatic: bool = False) -> Decision:
+        ctx = self.context(name, version, target)
+        return self._decide(ctx, automatic=automatic)
+
+    def _decide(self, ctx: PromotionContext, *, automatic: bool) -> Decision:
+        holder = ctx.holder.version if ctx.holder else None
+        extra = [self.registry_matches_trail(ctx.candidate.model, ctx.target, holder)]
+        if automatic:
+            target = self.policy.target(ctx.candidate.model, ctx.target)
+            auto_ok = bool(target and target.auto_promote)
+            extra.append(
+                RuleResult(
+                    "auto_promote",
+                    auto_ok,
+                    "automatic",
+                    "auto_promote: true",
+                    "the policy allows automatic promotion to this target"
+                    if auto_ok
+                    else f"'{ctx.target}' needs people: the policy does not set auto_promote: true",
+                    "builtin",
+                )
+            )
+        return evaluate(self.policy, ctx, extra=tuple(extra))
+
+    # -- promote -----------------------------------------------------------------------------------------------
+    def promote(self, name: str, version: str, target: str, *, automatic: bool = False) -> PromotionResult:
+        ctx = self.context(name, version, target)
+        decision = self._decide(ctx, automatic=automatic)
+        snapshot = ctx.holder.version if ctx.holder else None
+        return self._execute(decision, ctx.candidate, snapshot, version_to_set=ctx.candidate.version)
+
+    def _execute(
+        self, decision: Decision, cand: Candidate, snapshot: str | None, *, version_to_set: str
+    ) -> PromotionResult:
+        name, target = decision.model, decision.target
+        if not decision.allowed:
+            seq = self._record_decision(decision, cand)
+            result = PromotionResult(decision.with_audit_seq(seq), False, snapshot, snapshot, seq)
+            return self._mirror(result)
+        if self.before_move is not None:
+            self.before_move()
+        with self.locks(name, target):
+            now_holder = self.registry.get_aliases(name).get(target)
+            if now_holder != snapshot:
+                decision = decision.with_rule(
+                    RuleResult(
+                        "holder_unchanged",
+                        False,
+                        now_holder,
+                        snapshot,
+                        f"{name}@{target} moved from {_v(snapshot)} to {_v(now_holder)} after the policy was "
+                        "evaluated (a concurrent promotion, or a change behind the layer's back); "
+                        "check again and retry",
+                        "builtin",
+                    )
+                )
+                seq = self._record_decision(decision, cand)
+                return self._mirror(PromotionResult(decision.with_audit_seq(seq), False, now_holder, now_holder, seq))
+            decision = decision.with_rule(
+                RuleResult(
+                    "holder_unchanged",
+                    True,
+                    now_holder,
+                    snapshot,
+                    "the alias did not move since the policy was evaluated",
+                    "builtin",
+                )
+            )
+            seq = self._record_decision(decision, cand)
+            decision = decision.with_audit_seq(seq)
+            if now_holder == version_to_set:
+                return self._mirror(PromotionResult(decision, False, now_holder, now_holder, seq))
+            self.registry.set_alias(name, target, version_to_set)
+            done = self.trail.record(
+                ALIAS_SET,
+                subject={"model": name, "version": version_to_set, "alias": target},
+                run_id=cand.run_id,
+                details={
+                    "previous": now_holder,
+                    "decision_seq": seq,
+                    "action": decision.action,
+                    "policy_hash": decision.policy_hash,
+                },
+            )
+        return self._mirror(PromotionResult(decision, True, now_holder, version_to_set, seq, done))
+
+    def _record_decision(self, decision: Decision, cand: Candidate) -> int:
+        return self.trail.record(
+            PROMOTION_DECIDED,
+            subject={"model": decision.model, "version": decision.version, "alias": decision.target},
+            run_id=cand.run_id,
+            decision={"allowed": decision.allowed, "reasons": decision.reasons()},
+            details={
+                "action": decision.action,
+                "policy_hash": decision.policy_hash,
+                "card_hash": decision.card_hash,
+                "current_holder": decision.current_holder,
+                "rules": [r.to_dict() for r in decision.rules],
+            },
+        )
+
+    def _mirror(self, result: PromotionResult) -> PromotionResult:
+        """Governance state as MLflow version tags: visible in the UI; failures warn, they never undo governance."""
+        d = result.decision
+        approvals = next((r for r in d.rules if r.rule_type == "approvals"), None)
+        tags: dict[str, str] = {decision_tag(d.target): d.summary_tag(), TAG_POLICY_HASH: d.policy_hash}
+        if approvals is not None and isinstance(approvals.observed, dict):
+            tags[approvals_tag(d.target)] = ",".join(approvals.observed.get("approved_by", [])) or "none"
+        try:
+            self.registry.set_version_tags(d.model, d.version, tags)
+        except MlopsError as exc:
+            return replace(result, warnings=(*result.warnings, f"could not mirror tags to MLflow: {exc.message}"))
+        return result
+
+    # -- rollback ----------------------------------------------------------------------------------------------
+    def rollback(self, name: str, target: str) -> PromotionResult:
+        """Return ``target`` to the version that held it before its current holder (per the audit trail)."""
+        aliases = self.registry.get_aliases(name)
+        current = aliases.get(target)
+        history = [h for h in self.trail.alias_history(name) if h.alias == target]
+        previous = previous_holder(history, current)
+        now = self.clock()
+        rules = [self.registry_matches_trail(name, target, current)]
+        if current is None:
+            rules.append(RuleResult("has_holder", False, None, "a holder", f"{name}@{target} is not set", "builtin"))
+        if previous is None:
+            rules.append(
+                RuleResult(
+                    "previous_holder",
+                    False,
+                    None,
+                    "a previous holder in the audit trail",
+                    f"the audit trail has no earlier holder of '{target}' to roll back to",
+                    "builtin",
+                )
+            )
+            version = current or "-"
+        else:
+            version = previous
+            rules.append(
+                RuleResult(
+                    "previous_holder",
+                    True,
+                    previous,
+                    "a previous holder in the audit trail",
+                    f"v{previous} held '{target}' before {_v(current)}",
+                    "builtin",
+                )
+            )
+        info = self.registry.get_version(name, version) if previous is not None else None
+        target_policy = self.policy.target(name, target)
+        cand = self.candidate(info, {}) if info is not None else Candidate(model=name, version=version, run_id=None)
+        needed = target_policy.rollback.requires_approvals if target_policy else 0
+        card, card_error = self.card_or_error(name)
+        if needed and info is not None and target_policy is not None:
+            checks = check_approvals(
+                [a for a in self.trail.approvals(name, version, target) if a.statement.action == "rollback"],
+                cand.identity,
+                target,
+                "rollback",
+                self.allowed_signers,
+                self.verifier,
+                self.policy.roles_of,
+            )
+            # a rollback approval must be newer than the move it undoes, not than the version's creation
+            last_move = max((h.since for h in history if h.until is None), default=None)
+            ctx = PromotionContext(
+                candidate=replace(cand, changed_at=last_move or cand.changed_at),
+                target=target,
+                approvals=checks,
+                card=card,
+                card_error=card_error,
+                now=now,
+                action="rollback",
+            )
+            roles = target_policy.rollback.roles or (card.approver_roles if card else ())
+            passed, observed, expected, message = evaluate_approvals(
+                needed, roles, ctx, exclude_registrant=False, exclude_trainer=False
+            )
+            rules.append(RuleResult("rollback_approvals", passed, observed, expected, message, "approvals"))
+        decision = Decision(
+            allowed=all(r.passed for r in rules),
+            rules=tuple(rules),
+            policy_hash=self.policy.policy_hash,
+            model=name,
+            version=version,
+            target=target,
+            card_hash=card.card_hash if card else None,
+            action="rollback",
+            auto_promote=False,
+            evaluated_at=format_time(now),
+            current_holder=current,
+        )
+        return self._execute(decision, cand, current, version_to_set=version)
+
+
+def previous_holder(history: Sequence[AliasHold], current: str | None) -> str | None:
+    """The version that held the alias just before the current holding began."""
+    ordered = sorted(history, key=lambda h: h.since)
+    if not ordered:
+        return None
+    # the last hold is the current one (if it matches); the one before it is what we go back to
+    if ordered[-1].version == current:
+        ordered = ordered[:-1]
+    for hold in reversed(ordered):
+        if hold.version != current:
+            return hold.version
+    return None
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version is not None else "(none)"
+
+
+def identity_of(info: Any) -> CandidateIdentity:
+    return CandidateIdentity(
+        model=info.name,
+        version=str(info.version),
+        run_id=info.run_id,
+        source=info.source or "",
+        digest=getattr(info, "model_id", None) or dict(info.tags).get(TAG_DIGEST) or None,
+    )
