@@ -1,0 +1,730 @@
+"""Alert rules and the alert state machine: what breaches, over which window, with which cooldown and clear rule.
+
+Pure and deterministic: :func:`evaluate_alerts` takes the rules, the batch points (in batch order) and the previous
+state, and returns the new state and the events (fired / cleared). Time comes from the batch timestamps, never from
+the wall clock, so replaying the same history gives the same events. Persistence lives in
+:mod:`mlops_layer.monitoring.state`.
+
+Semantics of one rule on one model:
+
+* a batch *breaches* when its signal crosses the rule's threshold; a batch without the signal (no labels, a metric
+  the version never logged) is *unobserved* and ignored by that rule: it neither counts in the window nor breaks a
+  healthy streak;
+* while the alert is closed, it *fires* on a breaching batch when at least ``window.breaches`` of the last
+  ``window.of`` observed batches breached, unless it is in *cooldown* (less than ``cooldown`` since it last fired),
+  in which case the firing is suppressed (counted, not notified);
+* while it is open nothing fires again; it *clears* after ``clear_after`` consecutive healthy observed batches, and
+  the window starts afresh (the breaches that caused the alert are spent);
+* a change of the serving version restarts the window (breaches of the old version do not count for the new one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, NoReturn
+
+from mlops_layer.errors import ConfigError
+
+RULE_TYPES: dict[str, str] = {
+    "drift_share": "max (share of drifted columns, 0..1)",
+    "prediction_drift": "max (drift score of the prediction distribution)",
+    "metric_threshold": "metric, min and/or max",
+    "metric_drop": "metric, direction (higher|lower), max_drop and/or max_relative_drop",
+}
+_TYPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "drift_share": ("max",),
+    "prediction_drift": ("max",),
+    "metric_threshold": ("metric", "min", "max"),
+    "metric_drop": ("metric", "direction", "max_drop", "max_relative_drop"),
+}
+_COMMON_FIELDS = ("type", "name", "description", "severity", "window", "cooldown", "clear_after", "models")
+SEVERITIES = ("info", "warning", "critical")
+DIRECTIONS = ("higher", "lower")
+DEFAULT_CLEAR_AFTER = 3
+PREDICTION_DRIFT_SIGNAL = "prediction_drift"
+
+FIRED = "fired"
+CLEARED = "cleared"
+OPEN = "open"
+CLOSED = "closed"
+
+
+# ----------------------------------------------------------------------------------------------------- rule values
+
+
+@dataclass(frozen=True)
+class Window:
+    """Fire when at least ``breaches`` of the last ``of`` observed batches breached."""
+
+    breaches: int = 1
+    of: int = 1
+
+    def describe(self) -> str:
+        return f"{self.breaches} of the last {self.of} batch{'es' if self.of != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """After firing, stay quiet for ``seconds`` of batch time and ``batches`` batches (both, when both are set)."""
+
+    seconds: float = 0.0
+    batches: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.seconds > 0 or self.batches > 0
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One alert rule. ``threshold`` fields depend on ``type`` (see :data:`RULE_TYPES`)."""
+
+    name: str
+    type: str
+    metric: str | None = None
+    min: float | None = None
+    max: float | None = None
+    direction: str = "higher"
+    max_drop: float | None = None
+    max_relative_drop: float | None = None
+    window: Window = field(default_factory=Window)
+    cooldown: Cooldown = field(default_factory=Cooldown)
+    clear_after: int = DEFAULT_CLEAR_AFTER
+    severity: str = "warning"
+    models: tuple[str, ...] = ()
+    description: str = ""
+
+    def applies_to(self, model: str) -> bool:
+        return not self.models or model in self.models
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.type in ("metric_threshold", "metric_drop")
+
+    @property
+    def signal(self) -> str:
+        """What the rule watches, e.g. ``drift_share`` or ``metric:accuracy``."""
+        return f"metric:{self.metric}" if self.metric else self.type
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        for key in ("metric", "min", "max", "max_drop", "max_relative_drop"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.type == "metric_drop":
+            out["direction"] = self.direction
+        out["window"] = {"breaches": self.window.breaches, "of": self.window.of}
+        out["cooldown"] = {"seconds": self.cooldown.seconds, "batches": self.cooldown.batches}
+        out["clear_after"] = self.clear_after
+        out["severity"] = self.severity
+        if self.models:
+            out["models"] = list(self.models)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------- parsing
+
+
+class _Node:
+    """A value with where it came from, read from a plain dict or from the policy's located YAML nodes."""
+
+    def __init__(self, raw: Any, source: str, path: str, line: int | None = None) -> None:
+        # Duck-typed so the governance package's Located (value/file/line) gives line numbers without an import.
+        if all(hasattr(raw, a) for a in ("value", "line", "file")) and not isinstance(raw, (dict, list)):
+            line = int(raw.line)
+            source = str(raw.file) or source
+            raw = raw.value
+        self.value = raw
+        self.source = source
+        self.path = path
+        self.line = line
+
+    def fail(self, problem: str, *, hint: str | None = None) -> NoReturn:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        label = f"field '{self.path}'" if self.path else "document"
+        raise ConfigError(f"{where}: {label}: {problem}", hint=hint)
+
+    def child(self, key: str | int, raw: Any) -> _Node:
+        path = f"{self.path}[{key}]" if isinstance(key, int) else (f"{self.path}.{key}" if self.path else key)
+        return _Node(raw, self.source, path, self.line)
+
+    def items(self) -> dict[str, _Node]:
+        if not isinstance(self.value, dict):
+            self.fail(f"expected a mapping, got {_kind(self.value)}")
+        return {str(k): self.child(str(k), v) for k, v in self.value.items()}
+
+    def elements(self) -> list[_Node]:
+        if not isinstance(self.value, list):
+            self.fail(f"expected a list of alert rules, got {_kind(self.value)}")
+        return [self.child(i, v) for i, v in enumerate(self.value)]
+
+    def string(self) -> str:
+        if not isinstance(self.value, str) or not self.value.strip():
+            self.fail(f"expected a non-empty string, got {_kind(self.value)} {self.value!r}")
+        return self.value.strip()
+
+    def number(self, *, minimum: float | None = None, maximum: float | None = None) -> float:
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
+            self.fail(f"expected a number, got {_kind(self.value)} {self.value!r}")
+        value = float(self.value)
+        if not math.isfinite(value):
+            self.fail(f"must be a finite number, got {self.value}")
+        if minimum is not None and value < minimum:
+            self.fail(f"must be at least {minimum:g}, got {value:g}")
+        if maximum is not None and value > maximum:
+            self.fail(f"must be at most {maximum:g}, got {value:g}")
+        return value
+
+    def integer(self, *, minimum: int) -> int:
+        if isinstance(self.value, bool) or not isinstance(self.value, int):
+            self.fail(f"expected an integer, got {_kind(self.value)} {self.value!r}")
+        if self.value < minimum:
+            self.fail(f"must be at least {minimum}, got {self.value}")
+        return int(self.value)
+
+    def choice(self, options: Sequence[str]) -> str:
+        text = self.string()
+        if text not in options:
+            self.fail(f"must be one of {', '.join(options)}; got {text!r}")
+        return text
+
+    def strings(self) -> tuple[str, ...]:
+        if isinstance(self.value, str):
+            return (self.string(),)
+        if not isinstance(self.value, list):
+            self.fail(f"expected a list of strings, got {_kind(self.value)}")
+        return tuple(self.child(i, v).string() for i, v in enumerate(self.value))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(
+        type(value), "a mapping" if isinstance(value, dict) else type(value).__name__
+    )
+
+
+def _check_fields(node: _Node, fields: dict[str, _Node], allowed: Sequence[str], *, hint: str) -> None:
+    unknown = [k for k in fields if k not in allowed]
+    if unknown:
+        fields[unknown[0]].fail(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(repr(u) for u in unknown)}", hint=hint
+        )
+
+
+def _present(fields: dict[str, _Node], key: str) -> _Node | None:
+    item = fields.get(key)
+    return item if item is not None and item.value is not None else None
+
+
+def _need(node: _Node, fields: dict[str, _Node], key: str, *, hint: str | None = None) -> _Node:
+    item = _present(fields, key)
+    if item is None:
+        node.fail(f"missing required field '{key}'", hint=hint)
+    return item
+
+
+def parse_alert_rules(data: Any, *, source: str, field: str = "alerts") -> list[AlertRule]:
+    """Parse the ``alerts:`` section of the policy (a list of rules) into :class:`AlertRule` values.
+
+    ``data`` is plain YAML data (or the policy's located nodes); ``source`` names the file in error messages and
+    ``field`` the section, so a ConfigError says e.g. ``policy.yaml: field 'alerts[1].window.of': ...``.
+    ``None`` (an empty section) is no rules.
+    """
+    root = _Node(data, source, field)
+    if root.value is None:
+        return []
+    nodes = root.elements()
+    rules = [_parse_rule(item) for item in nodes]
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        if rule.name in seen:
+            nodes[i].fail(
+                f"two alert rules are both named {rule.name!r} (also {field}[{seen[rule.name]}])",
+                hint="give one of them a distinct 'name:'",
+            )
+        seen[rule.name] = i
+    return rules
+
+
+def _parse_rule(node: _Node) -> AlertRule:
+    fields = node.items()
+    kind = _need(node, fields, "type", hint=f"one of: {', '.join(RULE_TYPES)}").string()
+    if kind not in RULE_TYPES:
+        fields["type"].fail(f"unknown alert rule type {kind!r}", hint=f"known types: {', '.join(RULE_TYPES)}")
+    _check_fields(
+        node,
+        fields,
+        (*_COMMON_FIELDS, *_TYPE_FIELDS[kind]),
+        hint=f"a {kind} alert takes: {RULE_TYPES[kind]}; and {', '.join(_COMMON_FIELDS[1:])}",
+    )
+
+    def num(key: str, **bounds: float) -> float | None:
+        item = _present(fields, key)
+        return item.number(**bounds) if item else None
+
+    metric: str | None = None
+    low = high = max_drop = max_rel = None
+    direction = "higher"
+    if kind in ("drift_share", "prediction_drift"):
+        high = _need(node, fields, "max").number(minimum=0.0, maximum=1.0 if kind == "drift_share" else None)
+    elif kind == "metric_threshold":
+        metric = _need(node, fields, "metric").string()
+        low, high = num("min"), num("max")
+        if low is None and high is None:
+            node.fail("a metric_threshold alert needs 'min' (a floor) and/or 'max' (a ceiling)")
+        if low is not None and high is not None and low > high:
+            fields["max"].fail(f"max {high:g} is below min {low:g}")
+    else:
+        metric = _need(node, fields, "metric").string()
+        item = _present(fields, "direction")
+        direction = item.choice(DIRECTIONS) if item else "higher"
+        max_drop, max_rel = num("max_drop", minimum=0.0), num("max_relative_drop", minimum=0.0)
+        if max_drop is None and max_rel is None:
+            node.fail(
+                "a metric_drop alert needs 'max_drop' (absolute) and/or 'max_relative_drop' (fraction)",
+                hint="e.g. max_drop: 0.05 fires when the metric falls 0.05 below its promoted value",
+            )
+
+    name_node = _present(fields, "name")
+    name = name_node.string() if name_node else (f"{kind}:{metric}" if metric else kind)
+    severity_node = _present(fields, "severity")
+    models_node = _present(fields, "models")
+    description = _present(fields, "description")
+    clear_node = _present(fields, "clear_after")
+    return AlertRule(
+        name=name,
+        type=kind,
+        metric=metric,
+        min=low,
+        max=high,
+        direction=direction,
+        max_drop=max_drop,
+        max_relative_drop=max_rel,
+        window=_window(_present(fields, "window")),
+        cooldown=_cooldown(_present(fields, "cooldown")),
+        clear_after=clear_node.integer(minimum=1) if clear_node else DEFAULT_CLEAR_AFTER,
+        severity=severity_node.choice(SEVERITIES) if severity_node else "warning",
+        models=models_node.strings() if models_node else (),
+        description=description.string() if description else "",
+    )
+
+
+def _window(node: _Node | None) -> Window:
+    if node is None:
+        return Window()
+    fields = node.items()
+    _check_fields(node, fields, ("breaches", "of"), hint="e.g. window: {breaches: 3, of: 5}")
+    breaches_node = _need(node, fields, "breaches", hint="e.g. window: {breaches: 3, of: 5}")
+    breaches = breaches_node.integer(minimum=1)
+    of_node = _present(fields, "of")
+    of = of_node.integer(minimum=1) if of_node else breaches
+    if breaches > of:
+        breaches_node.fail(f"{breaches} breaches cannot happen in a window of {of} batches", hint="breaches <= of")
+    return Window(breaches=breaches, of=of)
+
+
+_DURATION_UNITS = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86400.0}
+
+
+def _cooldown(node: _Node | None) -> Cooldown:
+    if node is None:
+        return Cooldown()
+    fields = node.items()
+    hint = "e.g. cooldown: {hours: 6} or cooldown: {batches: 10} (both: quiet until both have passed)"
+    _check_fields(node, fields, (*_DURATION_UNITS, "batches"), hint=hint)
+    seconds = 0.0
+    for unit, factor in _DURATION_UNITS.items():
+        item = _present(fields, unit)
+        if item is not None:
+            seconds += item.number(minimum=0.0) * factor
+    batches_node = _present(fields, "batches")
+    batches = batches_node.integer(minimum=0) if batches_node else 0
+    if not fields:
+        node.fail("an empty cooldown", hint=hint)
+    return Cooldown(seconds=seconds, batches=batches)
+
+
+# ---------------------------------------------------------------------------------------------------- batch points
+
+
+@dataclass(frozen=True)
+class BatchPoint:
+    """What monitoring measured on one production batch, as a point in time.
+
+    ``metrics`` are the evaluation metrics on the batch's labels (empty without labels); ``promoted`` the metrics
+    the serving version was promoted on; ``signals`` other measurements (``drift_share``, ``prediction_drift``...);
+    ``evidence`` links (``report``, ``run_id``, ``run_url``, ``batch``).
+    """
+
+    seq: int
+    timestamp: datetime
+    model: str
+    version: str
+    drift_share: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    promoted: Mapping[str, float] = field(default_factory=dict)
+    signals: Mapping[str, float] = field(default_factory=dict)
+    evidence: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One rule applied to one batch: ``breached`` True/False, or None when the batch does not show the signal."""
+
+    rule: str
+    signal: str
+    breached: bool | None
+    observed: float | None = None
+    threshold: float | None = None
+    by: float | None = None  # how far past the threshold (positive when breached)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "signal": self.signal,
+            "breached": self.breached,
+            "observed": self.observed,
+            "threshold": self.threshold,
+            "by": self.by,
+            "message": self.message,
+        }
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def assess(rule: AlertRule, point: BatchPoint) -> Assessment:
+    """Whether ``point`` breaches ``rule``, with the observed value, the threshold and the margin."""
+    if rule.type in ("drift_share", "prediction_drift"):
+        label = "drift share" if rule.type == "drift_share" else "prediction drift"
+        observed = _finite(point.drift_share if rule.type == "drift_share" else point.signals.get(rule.type))
+        limit = float(rule.max if rule.max is not None else 0.0)
+        if observed is None:
+            return Assessment(rule.name, rule.signal, None, threshold=limit, message=f"no {label} measured")
+        return _above(rule, label, observed, limit)
+    metric = str(rule.metric)
+    observed = _finite(point.metrics.get(metric))
+    if observed is None:
+        why = "no labels in this batch" if not point.metrics else f"metric {metric!r} was not computed"
+        return Assessment(rule.name, rule.signal, None, message=why)
+    if rule.type == "metric_threshold":
+        if rule.min is not None and observed < rule.min:
+            return Assessment(
+                rule.name,
+                rule.signal,
+                True,
+                observed,
+                rule.min,
+                rule.min - observed,
+                f"{metric} {observed:.4g} below its floor {rule.min:.4g} by {rule.min - observed:.4g}",
+            )
+        if rule.max is not None and observed > rule.max:
+            return _above(rule, metric, observed, rule.max)
+        bound = rule.min if rule.min is not None else rule.max
+        return Assessment(
+            rule.name, rule.signal, False, observed, bound, None, f"{metric} {observed:.4g} within bounds"
+        )
+    promoted = _finite(point.promoted.get(metric))
+    if promoted is None:
+        return Assessment(
+            rule.name,
+            rule.signal,
+            None,
+            observed,
+            message=f"v{point.version} has no promoted value of {metric!r} to compare with",
+        )
+    drop = promoted - observed if rule.direction == "higher" else observed - promoted
+    allowances = []
+    if rule.max_drop is not None:
+        allowances.append(rule.max_drop)
+    if rule.max_relative_drop is not None:
+        allowances.append(rule.max_relative_drop * abs(promoted))
+    allowed = min(allowances)
+    floor = promoted - allowed if rule.direction == "higher" else promoted + allowed
+    if drop > allowed:
+        return Assessment(
+            rule.name,
+            rule.signal,
+            True,
+            observed,
+            floor,
+            drop - allowed,
+            f"{metric} {observed:.4g} is {drop:.4g} worse than its promoted value {promoted:.4g} "
+            f"(allowed {allowed:.4g}; past the limit {floor:.4g} by {drop - allowed:.4g})",
+        )
+    return Assessment(
+        rule.name,
+        rule.signal,
+        False,
+        observed,
+        floor,
+        None,
+        f"{metric} {observed:.4g} within {allowed:.4g} of its promoted value {promoted:.4g}",
+    )
+
+
+def _above(rule: AlertRule, label: str, observed: float, limit: float) -> Assessment:
+    if observed > limit:
+        return Assessment(
+            rule.name,
+            rule.signal,
+            True,
+            observed,
+            limit,
+            observed - limit,
+            f"{label} {observed:.4g} above {limit:.4g} by {observed - limit:.4g}",
+        )
+    return Assessment(
+        rule.name, rule.signal, False, observed, limit, None, f"{label} {observed:.4g} within {limit:.4g}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """An alert fired or cleared: which model and version, which rule, what breached and by how much, evidence."""
+
+    kind: str  # "fired" | "cleared"
+    alert_id: str
+    model: str
+    version: str
+    rule: str
+    rule_type: str
+    severity: str
+    signal: str
+    observed: float | None
+    threshold: float | None
+    by: float | None
+    message: str
+    window: str
+    breaches: int
+    batch_seq: int
+    timestamp: str
+    fired_seq: int
+    evidence: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        verb = "ALERT" if self.kind == FIRED else "RESOLVED"
+        return f"[{verb}] {self.model} v{self.version}: {self.rule} ({self.severity})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "alert_id": self.alert_id,
+            "model": self.model,
+            "version": self.version,
+            "rule": self.rule,
+            "rule_type": self.rule_type,
+            "severity": self.severity,
+            "signal": self.signal,
+            "observed": self.observed,
+            "threshold": self.threshold,
+            "by": self.by,
+            "message": self.message,
+            "window": self.window,
+            "breaches": self.breaches,
+            "batch_seq": self.batch_seq,
+            "timestamp": self.timestamp,
+            "fired_seq": self.fired_seq,
+            "evidence": dict(self.evidence),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlertEvent:
+        return cls(**{**data, "evidence": dict(data.get("evidence") or {})})
+
+
+# ----------------------------------------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class RuleState:
+    """Where one rule stands for one model."""
+
+    status: str = CLOSED
+    window: tuple[bool, ...] = ()  # outcomes of the last observed batches, oldest first
+    window_version: str | None = None
+    healthy_streak: int = 0
+    fired_seq: int | None = None
+    fired_at: str | None = None
+    alert_id: str | None = None
+    fired_version: str | None = None
+    suppressed: int = 0
+    last: dict[str, Any] | None = None  # the last assessment (for status displays)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "window": list(self.window),
+            "window_version": self.window_version,
+            "healthy_streak": self.healthy_streak,
+            "fired_seq": self.fired_seq,
+            "fired_at": self.fired_at,
+            "alert_id": self.alert_id,
+            "fired_version": self.fired_version,
+            "suppressed": self.suppressed,
+            "last": self.last,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RuleState:
+        return cls(
+            status=str(data.get("status", CLOSED)),
+            window=tuple(bool(x) for x in data.get("window") or ()),
+            window_version=data.get("window_version"),
+            healthy_streak=int(data.get("healthy_streak", 0)),
+            fired_seq=data.get("fired_seq"),
+            fired_at=data.get("fired_at"),
+            alert_id=data.get("alert_id"),
+            fired_version=data.get("fired_version"),
+            suppressed=int(data.get("suppressed", 0)),
+            last=data.get("last"),
+        )
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """Alert state of one model: the last batch processed and one :class:`RuleState` per rule name."""
+
+    model: str
+    last_seq: int = 0
+    rules: Mapping[str, RuleState] = field(default_factory=dict)
+
+    def open_alerts(self) -> list[str]:
+        return sorted(name for name, st in self.rules.items() if st.status == OPEN)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "model": self.model,
+            "last_seq": self.last_seq,
+            "rules": {name: st.to_dict() for name, st in sorted(self.rules.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlertState:
+        return cls(
+            model=str(data["model"]),
+            last_seq=int(data.get("last_seq", 0)),
+            rules={str(k): RuleState.from_dict(v) for k, v in (data.get("rules") or {}).items()},
+        )
+
+
+def _iso(ts: datetime) -> str:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def _in_cooldown(rule: AlertRule, st: RuleState, point: BatchPoint) -> bool:
+    if not rule.cooldown.active or st.fired_seq is None:
+        return False
+    quiet = False
+    if rule.cooldown.batches and point.seq - st.fired_seq < rule.cooldown.batches:
+        quiet = True
+    if rule.cooldown.seconds and st.fired_at is not None:
+        elapsed = (_aware(point.timestamp) - datetime.fromisoformat(st.fired_at)).total_seconds()
+        if elapsed < rule.cooldown.seconds:
+            quiet = True
+    return quiet
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)
+
+
+def _event(kind: str, rule: AlertRule, st: RuleState, point: BatchPoint, a: Assessment) -> AlertEvent:
+    fired_seq = st.fired_seq if st.fired_seq is not None else point.seq
+    return AlertEvent(
+        kind=kind,
+        alert_id=st.alert_id or f"{point.model}:{rule.name}:{fired_seq}",
+        model=point.model,
+        version=point.version,
+        rule=rule.name,
+        rule_type=rule.type,
+        severity=rule.severity,
+        signal=rule.signal,
+        observed=a.observed,
+        threshold=a.threshold,
+        by=a.by,
+        message=a.message
+        if kind == FIRED
+        else f"{a.message}; {st.healthy_streak} healthy batch(es) in a row since it fired",
+        window=rule.window.describe(),
+        breaches=sum(st.window),
+        batch_seq=point.seq,
+        timestamp=_iso(point.timestamp),
+        fired_seq=fired_seq,
+        evidence=dict(point.evidence),
+    )
+
+
+def step_rule(rule: AlertRule, st: RuleState, point: BatchPoint) -> tuple[RuleState, AlertEvent | None]:
+    """Advance one rule by one batch: the heart of the state machine (see the module docstring)."""
+    a = assess(rule, point)
+    last = {**a.to_dict(), "batch_seq": point.seq}
+    if a.breached is None:
+        return replace(st, last=last), None
+    window = st.window if st.window_version == point.version else ()
+    window = (*window, a.breached)[-rule.window.of :]
+    st = replace(st, window=window, window_version=point.version, last=last)
+    if st.status == OPEN:
+        streak = 0 if a.breached else st.healthy_streak + 1
+        st = replace(st, healthy_streak=streak)
+        if streak >= rule.clear_after:
+            event = _event(CLEARED, rule, st, point, a)
+            return replace(st, status=CLOSED, healthy_streak=0, window=(), alert_id=None), event
+        return st, None
+    if not a.breached or sum(window) < rule.window.breaches:
+        return st, None
+    if _in_cooldown(rule, st, point):
+        return replace(st, suppressed=st.suppressed + 1), None
+    st = replace(
+        st,
+        status=OPEN,
+        healthy_streak=0,
+        fired_seq=point.seq,
+        fired_at=_iso(point.timestamp),
+        alert_id=f"{point.model}:{rule.name}:{point.seq}",
+        fired_version=point.version,
+    )
+    return st, _event(FIRED, rule, st, point, a)
+
+
+def evaluate_alerts(
+    rules: Sequence[AlertRule], points: Iterable[BatchPoint], state: AlertState
+) -> tuple[AlertState, list[AlertEvent]]:
+    """Run the alert state machine over the batch ``points`` newer than ``state.last_seq`` (in ``seq`` order).
+
+    Returns the new state and the events in the order they happened. Idempotent: points already processed are
+    skipped, so passing the whole history again yields no duplicate events. Rules no longer in ``rules`` are
+    dropped from the state; rules that do not apply to the model are ignored.
+    """
+    active = [r for r in rules if r.applies_to(state.model)]
+    by_name = {r.name: state.rules.get(r.name, RuleState()) for r in active}
+    events: list[AlertEvent] = []
+    last_seq = state.last_seq
+    for point in sorted(points, key=lambda p: p.seq):
+        if point.seq <= last_seq:
+            continue
+        if point.model != state.model:
+            raise ValueError(f"batch point of model {point.model!r} given to the state of {state.model!r}")
+        for rule in active:
+            by_name[rule.name], event = step_rule(rule, by_name[rule.name], point)
+            if event is not None:
+                events.append(event)
+        last_seq = point.seq
+    return AlertState(model=state.model, last_seq=last_seq, rules=by_name), events
