@@ -602,6 +602,7 @@ class AlertState:
     model: str
     last_seq: int = 0
     rules: Mapping[str, RuleState] = field(default_factory=dict)
+    runs: Mapping[str, str] = field(default_factory=dict)  # serving version -> its MLflow monitoring run id
 
     def open_alerts(self) -> list[str]:
         return sorted(name for name, st in self.rules.items() if st.status == OPEN)
@@ -612,6 +613,7 @@ class AlertState:
             "model": self.model,
             "last_seq": self.last_seq,
             "rules": {name: st.to_dict() for name, st in sorted(self.rules.items())},
+            "runs": dict(sorted(self.runs.items())),
         }
 
     @classmethod
@@ -620,6 +622,7 @@ class AlertState:
             model=str(data["model"]),
             last_seq=int(data.get("last_seq", 0)),
             rules={str(k): RuleState.from_dict(v) for k, v in (data.get("rules") or {}).items()},
+            runs={str(k): str(v) for k, v in (data.get("runs") or {}).items()},
         )
 
 
@@ -727,4 +730,4 @@ def evaluate_alerts(
             if event is not None:
                 events.append(event)
         last_seq = point.seq
-    return AlertState(model=state.model, last_seq=last_seq, rules=by_name), events
+    return replace(state, last_seq=last_seq, rules=by_name), events
