@@ -1,0 +1,62 @@
+"""The vocabulary of audit actions: one constant per kind of governance event, so writers and readers agree."""
+
+from __future__ import annotations
+
+# registration
+MODEL_REGISTER_STARTED = "model.register.started"
+MODEL_REGISTERED = "model.registered"
+MODEL_VERSION_DELETED = "model.version.deleted"  # a version deleted through the layer (not a finding)
+
+# promotion, aliases, approvals
+PROMOTION_DECIDED = "promotion.decided"  # decision "allowed"/"refused", reasons
+ALIAS_SET = "alias.set"  # subject model, alias, version; details {"previous": version | None, "via": ...}
+ALIAS_DELETED = "alias.deleted"  # subject model, alias; details {"previous": version | None, "via": ...}
+ROLLBACK_DECIDED = "rollback.decided"
+APPROVAL_GRANTED = "approval.granted"
+APPROVAL_REJECTED = "approval.rejected"
+CARD_CHANGED = "card.changed"
+POLICY_CHANGED = "policy.changed"
+
+# drift and monitoring
+DRIFT_CHECKED = "drift.checked"
+MONITOR_BATCH = "monitor.batch"
+ALERT_FIRED = "alert.fired"
+ALERT_CLEARED = "alert.cleared"
+NOTIFICATION_FAILED = "notification.failed"
+
+# retraining
+RETRAIN_STARTED = "retrain.started"
+RETRAIN_FAILED = "retrain.failed"
+RETRAIN_COMPLETED = "retrain.completed"
+
+# the trail about itself
+RECONCILE_INCIDENT = "reconcile.incident"
+CHECKPOINT = "audit.checkpoint"
+
+# Decisions that precede an alias move: a decided-but-never-completed one explains an alias found moved.
+ALIAS_DECISIONS = (PROMOTION_DECIDED, ROLLBACK_DECIDED)
+ALIAS_EVENTS = (ALIAS_SET, ALIAS_DELETED)
+
+ALL_ACTIONS = (
+    MODEL_REGISTER_STARTED,
+    MODEL_REGISTERED,
+    MODEL_VERSION_DELETED,
+    PROMOTION_DECIDED,
+    ALIAS_SET,
+    ALIAS_DELETED,
+    ROLLBACK_DECIDED,
+    APPROVAL_GRANTED,
+    APPROVAL_REJECTED,
+    CARD_CHANGED,
+    POLICY_CHANGED,
+    DRIFT_CHECKED,
+    MONITOR_BATCH,
+    ALERT_FIRED,
+    ALERT_CLEARED,
+    NOTIFICATION_FAILED,
+    RETRAIN_STARTED,
+    RETRAIN_FAILED,
+    RETRAIN_COMPLETED,
+    RECONCILE_INCIDENT,
+    CHECKPOINT,
+)
