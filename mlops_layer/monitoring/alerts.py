@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, NoReturn
 
 from mlops_layer.errors import ConfigError
@@ -731,3 +732,22 @@ def evaluate_alerts(
                 events.append(event)
         last_seq = point.seq
     return replace(state, last_seq=last_seq, rules=by_name), events
+
+
+def load_alert_rules(policy_file: Path) -> list[AlertRule]:
+    """The ``alerts:`` section of ``governance/policy.yaml`` (no file or no section: no rules).
+
+    Read with the governance package's located YAML so errors name the line.
+    """
+    from mlops_layer.governance.located_yaml import parse_located
+
+    try:
+        data = policy_file.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConfigError(f"policy {policy_file} cannot be read: {exc.strerror}") from None
+    doc = parse_located(data, str(policy_file))
+    if not isinstance(doc.value, dict) or "alerts" not in doc.value:
+        return []
+    return parse_alert_rules(doc.value["alerts"], source=str(policy_file))

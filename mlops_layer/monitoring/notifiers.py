@@ -828,3 +828,22 @@ def dispatch(
                 result = replace(result, queued=True)
             results.append(result)
     return results
+
+
+def load_notifier_config(config_file: Path) -> NotifierConfig:
+    """The ``notifications:`` section of ``mlops.yaml`` (no file or no section: the embedded default)."""
+    import yaml
+
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return NotifierConfig()
+    except OSError as exc:
+        raise ConfigError(f"{config_file} cannot be read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_file}: not valid YAML ({exc})", hint="fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        return NotifierConfig()
+    return parse_notifier_config(data.get("notifications"), source=str(config_file))
