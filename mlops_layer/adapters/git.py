@@ -13,8 +13,10 @@ from mlops_layer.errors import BackendError, InputError
 if TYPE_CHECKING:
     import git
 
-# Files the very run being recorded rewrites: they do not make the code "dirty".
+# Files the very run being recorded rewrites: they do not make the code "dirty". DVC appends its outputs to the
+# .gitignore beside them during `dvc repro`, and ignore rules change no behaviour of the code.
 GENERATED_FILES = ("dvc.lock",)
+GENERATED_NAMES = (".gitignore",)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,11 @@ class GitRepo:
         """Tracked files whose working copy differs from HEAD (untracked files do not count)."""
         out = self.repo.git.diff("HEAD", "--name-only", "--no-renames")
         prefixes = tuple(e.rstrip("/") + "/" for e in exclude)
-        return sorted(p for p in out.splitlines() if p and p not in exclude and not p.startswith(prefixes))
+        return sorted(
+            p
+            for p in out.splitlines()
+            if p and p not in exclude and not p.startswith(prefixes) and p.rpartition("/")[2] not in GENERATED_NAMES
+        )
 
     def info(self, exclude: tuple[str, ...] = GENERATED_FILES) -> GitInfo:
         commit = self.head_commit()
