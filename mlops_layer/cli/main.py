@@ -6,6 +6,7 @@ only typer, rich and :mod:`mlops_layer.api` lazily, so ``mlops --help`` stays fa
 
 from __future__ import annotations
 
+from mlops_layer.cli import commands_audit  # noqa: F401  (audit, history)
 from mlops_layer.cli import commands_core  # noqa: F401  (registers init, status, lineage)
 from mlops_layer.cli.app import app
 
