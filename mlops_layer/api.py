@@ -825,6 +825,294 @@ def history(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CardValidation:
+    """A valid model card: where it is, its git blob hash, and the audit entry when its content changed."""
+
+    model: str
+    path: str
+    card_hash: str
+    valid: bool = True
+    changed: bool = False
+    audit_seq: int | None = None
+
+
+def card_show(name: str, *, settings: Settings | None = None) -> Any:
+    """The validated model card of ``name`` (``governance/models/NAME.yaml``) as a ``ModelCard``."""
+    from mlops_layer.governance.cards import load_card
+
+    cfg = settings or load_settings()
+    return load_card(cfg.cards_dir, name)
+
+
+def card_validate(name: str, *, settings: Settings | None = None) -> CardValidation:
+    """Validate the card (ConfigError naming file, field and line); audit a content change with its blob hash."""
+    card = card_show(name, settings=settings)
+    cfg = settings or load_settings()
+    with _governance_trail(cfg) as trail:
+        seq = _record_card_change(trail, card)
+    return CardValidation(name, card.path, card.card_hash, True, seq is not None, seq)
+
+
+def _record_card_change(trail: Any, card: Any) -> int | None:
+    from mlops_layer.audit import actions
+
+    if trail.last_card_hash(card.name) == card.card_hash:
+        return None
+    seq: int = trail.record(
+        actions.CARD_CHANGED,
+        subject={"model": card.name},
+        details={"card_hash": card.card_hash, "path": card.path},
+    )
+    return seq
+
+
+@contextlib.contextmanager
+def _governance_trail(cfg: Settings) -> Iterator[Any]:
+    from mlops_layer.audit.store import AuditStore
+    from mlops_layer.governance.trail import AuditTrailView
+
+    store = AuditStore.open(cfg.audit_url)
+    try:
+        yield AuditTrailView(store, cfg.actor)
+    finally:
+        store.close()
+
+
+def _lineage_probe(cfg: Settings) -> Any:
+    """Live lineage checks for the ``lineage_clean`` rule: the version's tags plus DVC's view of the workspace."""
+    from mlops_layer.governance.rules import LineageStatus, lineage_from_tags
+
+    def probe(info: Any, need_remote: bool, need_lock: bool) -> LineageStatus:
+        from mlops_layer.adapters import dvc
+
+        base = lineage_from_tags(info.tags)
+        detail = dict(base.detail)
+        if TAG_LINEAGE not in info.tags:
+            why = "the version has no mlops.lineage tag; register it through the layer"
+            detail.setdefault("data_in_remote", why)
+            detail.setdefault("lock_up_to_date", why)
+            return LineageStatus(base.committed, None, None, detail)
+        record = Lineage.from_dict(json.loads(info.tags[TAG_LINEAGE]))
+        mismatches: list[str] | None = None
+        lock_ok: bool | None = None
+        in_remote: bool | None = None
+        if need_lock or need_remote:
+            try:
+                lock = dvc.read_stage(cfg.root, record.stage or "train")
+                now = {r.path: r.md5 for r in (*lock.deps, *lock.outs)}
+                mismatches = [d.path for d in record.data if now.get(d.path) not in (None, d.md5)]
+            except MlopsError as exc:
+                detail["lock_up_to_date"] = detail["data_in_remote"] = exc.message
+        if need_lock and mismatches is not None:
+            if mismatches:
+                lock_ok = False
+                detail["lock_up_to_date"] = f"dvc.lock now records other data for {', '.join(mismatches[:5])}"
+            else:
+                try:
+                    stale = dvc.pipeline_status(cfg.root)
+                    lock_ok = not stale
+                    if stale:
+                        detail["lock_up_to_date"] = f"`dvc status` reports changes in {', '.join(sorted(stale)[:5])}"
+                except MlopsError as exc:
+                    detail["lock_up_to_date"] = exc.message
+        if need_remote and mismatches is not None:
+            if mismatches:
+                detail["data_in_remote"] = (
+                    "the version's data differs from the workspace's dvc.lock; check out its commit"
+                )
+            else:
+                try:
+                    missing = set(dvc.missing_in_remote(cfg.root, cfg.dvc_remote))
+                    absent = [d.path for d in record.data if d.path in missing]
+                    in_remote = not absent
+                    if absent:
+                        detail["data_in_remote"] = f"not pushed: {', '.join(absent[:5])} (run `dvc push`)"
+                except MlopsError as exc:
+                    detail["data_in_remote"] = exc.message
+        return LineageStatus(base.committed, in_remote, lock_ok, detail)
+
+    return probe
+
+
+@contextlib.contextmanager
+def _governance(cfg: Settings) -> Iterator[Any]:
+    """The promotion flow wired to MLflow, the audit trail, the governance files and the signers file."""
+    from mlops_layer.adapters.mlflow import MlflowRegistry
+    from mlops_layer.governance.approvals import default_verifier
+    from mlops_layer.governance.cards import load_card
+    from mlops_layer.governance.policy import load_policy
+    from mlops_layer.governance.promotion import Governance, file_locks
+
+    policy = load_policy(cfg.policy_file)
+    registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+    with _governance_trail(cfg) as trail:
+        yield Governance(
+            registry=registry,
+            trail=trail,
+            policy=policy,
+            load_card=lambda model: load_card(cfg.cards_dir, model),
+            allowed_signers=cfg.allowed_signers,
+            verifier=default_verifier(),
+            locks=file_locks(cfg.state_dir),
+            lineage_probe=_lineage_probe(cfg),
+        )
+
+
+def check(name: str, version: str, to: str, *, automatic: bool = False, settings: Settings | None = None) -> Any:
+    """Evaluate the promotion policy for ``name`` v``version`` -> ``to`` without acting; returns a ``Decision``.
+
+    ``automatic=True`` asks as the retraining loop would (the target must allow ``auto_promote``).
+    """
+    from mlops_layer.governance.policy import check_alias
+
+    cfg = settings or load_settings()
+    check_alias(to)
+    with _governance(cfg) as gov:
+        return gov.check(name, str(version), to, automatic=automatic)
+
+
+def promote(name: str, version: str, to: str, *, automatic: bool = False, settings: Settings | None = None) -> Any:
+    """Move alias ``to`` to ``version`` only if every rule passes; returns a ``PromotionResult``, never raises on no.
+
+    The decision is audited first (allowed or refused, with every rule); the alias holder is re-read under a lock
+    right before the move and a change since the evaluation refuses; then the registry moves and a completion entry
+    is appended. Decision, approvers and policy hash are mirrored as MLflow version tags (that part may only warn).
+    """
+    from mlops_layer.governance.policy import check_alias
+
+    cfg = settings or load_settings()
+    check_alias(to)
+    with _governance(cfg) as gov:
+        with contextlib.suppress(MlopsError):  # an absent/invalid card is reported by the rules that need it
+            _record_card_change(gov.trail, gov.load_card(name))
+        return gov.promote(name, str(version), to, automatic=automatic)
+
+
+def rollback(name: str, to: str, *, settings: Settings | None = None) -> Any:
+    """Return alias ``to`` to the version that held it before its current holder (from the audit trail).
+
+    The policy's ``rollback: {requires_approvals: N}`` decides whether signed rollback approvals are needed.
+    Returns a ``PromotionResult`` (``decision.action == "rollback"``); audited like a promotion.
+    """
+    from mlops_layer.governance.policy import check_alias
+
+    cfg = settings or load_settings()
+    check_alias(to)
+    with _governance(cfg) as gov:
+        return gov.rollback(name, to)
+
+
+def approve(
+    name: str,
+    version: str,
+    to: str,
+    *,
+    key_path: Path | str,
+    comment: str | None = None,
+    reject: bool = False,
+    principal: str | None = None,
+    action: str = "promote",
+    settings: Settings | None = None,
+) -> Any:
+    """Sign an approval (or, with ``reject=True``, a rejection) of ``name`` v``version`` for alias ``to``.
+
+    The signer is whoever ``allowed_signers`` trusts the key for (never the actor name); their roles come from
+    policy.yaml. The statement binds the version's content (run id, source, model id), so it cannot be replayed for
+    another version or alias. Stored in the audit trail (APPROVAL_GRANTED/REJECTED, with the signature) and mirrored
+    as the MLflow tag ``mlops.approvals.<alias>``. Returns the ``Approval`` (statement, signature, audit_seq).
+    """
+    from dataclasses import replace
+
+    from mlops_layer.adapters.mlflow import MlflowRegistry
+    from mlops_layer.audit import actions
+    from mlops_layer.errors import ApprovalError
+    from mlops_layer.governance.approvals import (
+        NAMESPACE,
+        check_approvals,
+        default_signer,
+        default_verifier,
+        make_statement,
+        sign_statement,
+    )
+    from mlops_layer.governance.identity import principal_for_key
+    from mlops_layer.governance.policy import check_alias, load_policy
+    from mlops_layer.governance.promotion import approvals_tag, identity_of
+
+    cfg = settings or load_settings()
+    check_alias(to)
+    policy = load_policy(cfg.policy_file)
+    if policy.target(name, to) is None:
+        raise InputError(
+            f"policy.yaml has no target '{to}'", hint=f"targets: {', '.join(sorted(policy.targets)) or 'none'}"
+        )
+    key = Path(key_path).expanduser()
+    signer_principal = principal_for_key(cfg.allowed_signers, key, NAMESPACE, principal)
+    roles = policy.roles_of(signer_principal)
+    if not roles:
+        raise ApprovalError(
+            f"{signer_principal} holds no role in {cfg.policy_file}",
+            hint="roles are assigned under 'roles:' in policy.yaml (reviewed in git)",
+        )
+    registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+    info = registry.get_version(name, str(version))
+    identity = identity_of(info)
+    with _governance_trail(cfg) as trail:
+        registrant = trail.registered_by(name, identity.version) or info.tags.get("mlops.registered_by")
+        trainer = info.tags.get("mlops.trained_by")
+        for who, did in ((registrant, "registered"), (trainer, "trained")):
+            if action == "promote" and who and who.lower() == signer_principal.lower():
+                raise ApprovalError(
+                    f"{signer_principal} {did} {name} v{identity.version}: separation of duties forbids approving it",
+                    hint="ask another holder of the approver roles",
+                )
+        statement = make_statement(
+            identity, to, signer_principal, decision="reject" if reject else "approve", action=action, comment=comment
+        )
+        signed = sign_statement(statement, key, default_signer())
+        verified = check_approvals(
+            [signed], identity, to, action, cfg.allowed_signers, default_verifier(), policy.roles_of
+        )[0]
+        if not verified.valid:
+            raise ApprovalError(f"the new approval does not verify: {verified.reason}")
+        body = signed.to_dict()
+        body.pop("audit_seq", None)
+        seq = trail.store.append(
+            actions.APPROVAL_REJECTED if reject else actions.APPROVAL_GRANTED,
+            actor=signer_principal,
+            subject={"model": name, "version": identity.version, "alias": to},
+            run_id=identity.run_id,
+            decision=statement.decision,
+            reasons=[statement.comment] if statement.comment else None,
+            details=body,
+        ).seq
+        trail._cache.clear()
+        standing = check_approvals(
+            [a for a in trail.approvals(name, identity.version, to) if a.statement.action == action],
+            identity,
+            to,
+            action,
+            cfg.allowed_signers,
+            default_verifier(),
+            policy.roles_of,
+        )
+    latest: dict[str, str] = {}
+    for c in sorted((c for c in standing if c.valid and c.principal), key=lambda c: c.time):
+        latest[str(c.principal)] = c.decision
+    tag = ",".join(f"{who}:{what}" for who, what in sorted(latest.items()))
+    _mirror_governance_tags(registry, name, identity.version, {approvals_tag(to): tag})
+    return replace(signed, audit_seq=seq)
+
+
+def _mirror_governance_tags(registry: Any, name: str, version: str, tags: dict[str, str]) -> None:
+    import warnings
+
+    try:
+        registry.set_version_tags(name, version, tags)
+    except MlopsError as exc:
+        warnings.warn(f"could not mirror governance tags onto {name} v{version}: {exc}", stacklevel=3)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # drift  (owner: drift)
 # ---------------------------------------------------------------------------------------------------------------

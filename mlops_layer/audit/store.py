@@ -94,7 +94,7 @@ _PG_DDL = (
     )""",
     """CREATE OR REPLACE FUNCTION mlops_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        RAISE EXCEPTION 'mlops audit tables are append-only: % on % refused', TG_OP, TG_TABLE_NAME
+        RAISE EXCEPTION 'mlops audit tables are append-only: %% on %% refused', TG_OP, TG_TABLE_NAME
             USING ERRCODE = 'insufficient_privilege';
     END $$""",
     *(
