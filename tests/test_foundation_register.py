@@ -1,0 +1,104 @@
+"""Governed registration through the api on a real git repo, a hand-written dvc.lock and a real MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import git
+
+from mlops_layer import api
+from mlops_layer.adapters.mlflow import MlflowRegistry
+from mlops_layer.audit import actions
+from mlops_layer.audit.store import AuditStore
+from mlops_layer.config import Settings
+from mlops_layer.errors import InputError
+
+LOCK = """schema: '2.0'
+stages:
+  train:
+    cmd: python train.py
+    deps:
+    - path: data/train.csv
+      hash: md5
+      md5: 0123456789abcdef0123456789abcdef
+      size: 1234
+    params:
+      params.yaml:
+        train.C: 0.5
+    outs:
+    - path: model.pkl
+      hash: md5
+      md5: fedcba9876543210fedcba9876543210
+      size: 99
+"""
+
+
+@pytest.fixture
+def project(git_repo: Path) -> Settings:
+    (git_repo / "params.yaml").write_text("train:\n  C: 0.5\n")
+    (git_repo / "dvc.lock").write_text(LOCK)
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-qm", "project")
+    return api.settings(git_repo)
+
+
+def _governed_run_id(cfg: Settings) -> tuple[str, str]:
+    with api.governed_run("train", settings=cfg) as run:
+        run.log_metrics({"accuracy": 0.9})
+        run.log_dict({"dummy": True}, "model/placeholder.json")
+    return run.run_id, f"runs:/{run.run_id}/model"
+
+
+def test_register_copies_lineage_and_audits(project: Settings) -> None:
+    run_id, uri = _governed_run_id(project)
+    reg = api.register("m", run_id, model_uri=uri, settings=project)
+    assert reg.version == "1"
+    version = MlflowRegistry(project.tracking_uri).get_version("m", "1")
+    assert version.tags["mlops.git.commit"] == git(project.root, "rev-parse", "HEAD")
+    assert version.tags["mlops.data.dep.data/train.csv"] == "md5=0123456789abcdef0123456789abcdef size=1234"
+    assert version.tags["mlops.data.out.model.pkl"] == "md5=fedcba9876543210fedcba9876543210 size=99"
+    assert version.tags["mlops.audit.seq"] == str(reg.audit_seq)
+    assert version.tags["mlops.registered_by"] == project.actor
+    with AuditStore.open(project.audit_url) as trail:
+        entries = list(trail.entries(model="m"))
+    assert [e.action for e in entries] == [actions.MODEL_REGISTER_STARTED, actions.MODEL_REGISTERED]
+    assert entries[-1].seq == reg.audit_seq
+    assert entries[-1].run_id == run_id
+    assert entries[-1].dvc_hashes == {
+        "data/train.csv": "0123456789abcdef0123456789abcdef",
+        "model.pkl": "fedcba9876543210fedcba9876543210",
+    }
+
+
+def test_dirty_code_is_recorded_with_a_diff_hash(project: Settings) -> None:
+    (project.root / "README.md").write_text("uncommitted edit\n")
+    run_id, uri = _governed_run_id(project)
+    api.register("m", run_id, model_uri=uri, settings=project)
+    report = api.lineage("m", "1", settings=project)
+    assert report.lineage.git_dirty is True
+    assert report.lineage.git_diff_sha256 and len(report.lineage.git_diff_sha256) == 64
+
+
+def test_register_refuses_a_run_without_lineage(project: Settings) -> None:
+    from mlops_layer.adapters.mlflow import MlflowTracking
+
+    tracking = MlflowTracking(project.tracking_uri)
+    exp = tracking.ensure_experiment("plain", str(project.root / "art"))
+    with tracking.run(exp, "bare", {}) as run_id:
+        pass
+    with pytest.raises(InputError, match="not opened by a governed run"):
+        api.register("m", run_id, settings=project)
+
+
+def test_register_needs_the_stage_in_dvc_lock(project: Settings) -> None:
+    run_id, uri = _governed_run_id(project)
+    with pytest.raises(InputError, match="stage 'fit' is not in"):
+        api.register("m", run_id, stage="fit", model_uri=uri, settings=project)
+    assert MlflowRegistry(project.tracking_uri).model_names() == []  # nothing half-written
+
+
+def test_register_rejects_a_bad_model_name(project: Settings) -> None:
+    run_id, uri = _governed_run_id(project)
+    with pytest.raises(InputError, match="model name"):
+        api.register("bad name!", run_id, model_uri=uri, settings=project)
