@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 
+from mlops_layer.audit.actions import ALIAS_SET, PROMOTION_DECIDED
 from mlops_layer.errors import BackendError, NotFoundError
 from mlops_layer.governance.approvals import SignedApproval, make_statement
 from mlops_layer.governance.cards import ModelCard
 from mlops_layer.governance.policy import parse_policy
 from mlops_layer.governance.promotion import (
-    ALIAS_SET,
-    PROMOTION_DECIDED,
     AliasRecord,
     Governance,
     file_locks,

@@ -6,8 +6,12 @@ only typer, rich and :mod:`mlops_layer.api` lazily, so ``mlops --help`` stays fa
 
 from __future__ import annotations
 
-from mlops_layer.cli import commands_audit  # noqa: F401  (audit, history)
-from mlops_layer.cli import commands_core  # noqa: F401  (registers init, status, lineage)
+from mlops_layer.cli import (
+    commands_audit,  # noqa: F401  (audit log|show|verify|export|checkpoint|reconcile, history)
+    commands_core,  # noqa: F401  (registers init, status, lineage)
+    commands_governance,  # noqa: F401  (card, check, approve, reject, promote, rollback)
+    commands_monitoring,  # noqa: F401  (monitor, alerts status|flush)
+)
 from mlops_layer.cli.app import app
 
 

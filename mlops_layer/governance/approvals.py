@@ -9,6 +9,7 @@ environment variable) proves identity.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -146,6 +147,9 @@ class ApprovalCheck:
         return self.approval.statement.time
 
 
+Approval = SignedApproval
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -176,19 +180,24 @@ def make_statement(
         raise ApprovalError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
     if action not in ACTIONS:
         raise ApprovalError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    # NFC: the audit trail stores strings NFC-normalised, and the stored statement must re-verify byte for byte
     return ApprovalStatement(
-        model=identity.model,
-        version=identity.version,
-        target=target,
+        model=_nfc(identity.model),
+        version=_nfc(identity.version),
+        target=_nfc(target),
         decision=decision,
-        approver=approver,
+        approver=_nfc(approver),
         timestamp=format_time(now or utc_now()),
-        run_id=identity.run_id,
-        source=identity.source,
-        digest=identity.digest,
+        run_id=None if identity.run_id is None else _nfc(identity.run_id),
+        source=_nfc(identity.source),
+        digest=None if identity.digest is None else _nfc(identity.digest),
         action=action,
-        comment=comment or "",
+        comment=_nfc(comment or ""),
     )
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def sign_statement(statement: ApprovalStatement, key_path: Path, signer: Signer) -> SignedApproval:

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from mlops_layer.audit.actions import ALIAS_SET, PROMOTION_DECIDED, ROLLBACK_DECIDED
 from mlops_layer.errors import ConcurrencyError, MlopsError
 from mlops_layer.governance.approvals import (
     CandidateIdentity,
@@ -29,7 +30,7 @@ from mlops_layer.governance.approvals import (
 )
 from mlops_layer.governance.cards import ModelCard
 from mlops_layer.governance.decisions import Decision, RuleResult
-from mlops_layer.governance.policy import Policy
+from mlops_layer.governance.policy import LineageClean, Policy
 from mlops_layer.governance.rules import (
     AliasHold,
     Candidate,
@@ -112,11 +113,6 @@ class TrailPort(Protocol):
     def registered_by(self, model: str, version: str) -> str | None: ...
 
 
-# audit actions this flow writes (names agreed with the audit trail's vocabulary)
-PROMOTION_DECIDED = "promotion.decided"
-ALIAS_SET = "alias.set"
-
-
 @dataclass(frozen=True)
 class PromotionResult:
     """What ``promote``/``rollback`` did: the decision, whether the alias moved, and the audit entries."""
@@ -195,7 +191,8 @@ class Governance:
     allowed_signers: Path
     verifier: Verifier
     locks: LockFactory
-    lineage_probe: Callable[[Any], LineageStatus | None] | None = None
+    # (version info, need data-in-remote, need lock-up-to-date) -> live lineage status; only called when a rule needs it
+    lineage_probe: Callable[[Any, bool, bool], LineageStatus | None] | None = None
     clock: Callable[[], datetime] = utc_now
     before_move: Callable[[], None] | None = None  # test hook: runs after evaluation, before taking the lock
     notes: list[str] = field(default_factory=list)
@@ -254,7 +251,15 @@ class Governance:
             self.verifier,
             self.policy.roles_of,
         )
-        lineage = self.lineage_probe(info) if self.lineage_probe else None
+        lineage = None
+        target_policy = self.policy.target(name, target)
+        checks_needed = [r for r in (target_policy.rules if target_policy else ()) if isinstance(r, LineageClean)]
+        if self.lineage_probe is not None and checks_needed:
+            lineage = self.lineage_probe(
+                info,
+                any(r.require_data_in_remote for r in checks_needed),
+                any(r.require_lock_up_to_date for r in checks_needed),
+            )
         return PromotionContext(
             candidate=cand,
             target=target,
@@ -274,10 +279,7 @@ class Governance:
         record = self.trail.alias_record(name, alias)
         expected = record.version if record.tracked else "(not yet governed)"
         if not record.tracked:
-            msg = (
-                f"'{alias}' has no history in the audit trail; its current holder "
-                f"{'v' + registry_holder if registry_holder else '(none)'} is taken as the starting point"
-            )
+            msg = f"'{alias}' has no history in the audit trail yet: starting from {_v(registry_holder)}"
             return RuleResult("registry_matches_trail", True, registry_holder, expected, msg, "builtin")
         if record.version == registry_holder:
             return RuleResult(
@@ -379,6 +381,7 @@ class Governance:
                 run_id=cand.run_id,
                 details={
                     "previous": now_holder,
+                    "via": decision.action,
                     "decision_seq": seq,
                     "action": decision.action,
                     "policy_hash": decision.policy_hash,
@@ -388,7 +391,7 @@ class Governance:
 
     def _record_decision(self, decision: Decision, cand: Candidate) -> int:
         return self.trail.record(
-            PROMOTION_DECIDED,
+            ROLLBACK_DECIDED if decision.action == "rollback" else PROMOTION_DECIDED,
             subject={"model": decision.model, "version": decision.version, "alias": decision.target},
             run_id=cand.run_id,
             decision={"allowed": decision.allowed, "reasons": decision.reasons()},

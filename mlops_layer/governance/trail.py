@@ -1,0 +1,163 @@
+"""The governance view of the audit trail: approvals, alias history, drift verdicts and who registered a version.
+
+Reads one model's entries in one query (cached for the life of the view) and writes governance entries through the
+store's ``append``. Only the hashed body of each entry is trusted, never the store's index columns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from mlops_layer.audit import actions
+from mlops_layer.errors import MlopsError
+from mlops_layer.governance.approvals import ApprovalStatement, SignedApproval
+from mlops_layer.governance.promotion import AliasRecord
+from mlops_layer.governance.rules import AliasHold, DriftStatus
+
+_READ = (
+    actions.ALIAS_SET,
+    actions.ALIAS_DELETED,
+    actions.APPROVAL_GRANTED,
+    actions.APPROVAL_REJECTED,
+    actions.DRIFT_CHECKED,
+    actions.MODEL_REGISTERED,
+    actions.CARD_CHANGED,
+)
+_PASSED = {"passed", "pass", "ok", "allowed", "no drift"}
+
+
+class EntryView(Protocol):
+    """What this view reads of an audit entry (``audit.entry.AuditEntry`` satisfies it)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def timestamp(self) -> datetime: ...
+    @property
+    def subject(self) -> dict[str, str]: ...
+    @property
+    def decision(self) -> str | None: ...
+    @property
+    def details(self) -> dict[str, Any]: ...
+
+
+class AuditTrailView:
+    """Implements the promotion flow's ``TrailPort`` over an ``AuditStore``."""
+
+    def __init__(self, store: Any, actor: str) -> None:
+        self.store = store
+        self.actor = actor
+        self._cache: dict[str, list[EntryView]] = {}
+
+    def _entries(self, model: str) -> list[EntryView]:
+        if model not in self._cache:
+            self._cache[model] = list(self.store.entries(model=model, action=_READ))
+        return self._cache[model]
+
+    # -- writing -------------------------------------------------------------------------------------------------
+    def record(
+        self,
+        action: str,
+        *,
+        subject: dict[str, str],
+        run_id: str | None = None,
+        decision: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        verdict = None
+        reasons = None
+        if decision is not None:
+            verdict = "allowed" if decision.get("allowed") else "refused"
+            reasons = [str(r) for r in decision.get("reasons", [])]
+        entry = self.store.append(
+            action,
+            actor=self.actor,
+            subject=subject,
+            run_id=run_id,
+            decision=verdict,
+            reasons=reasons,
+            details=details,
+        )
+        self._cache.pop(subject.get("model", ""), None)
+        return int(entry.seq)
+
+    # -- reading -------------------------------------------------------------------------------------------------
+    def approvals(self, model: str, version: str, target: str) -> list[SignedApproval]:
+        """Every approval/rejection filed for this version and alias, as stored (the flow verifies each)."""
+        out: list[SignedApproval] = []
+        for e in self._entries(model):
+            if e.action not in (actions.APPROVAL_GRANTED, actions.APPROVAL_REJECTED):
+                continue
+            if e.subject.get("version") != version or e.subject.get("alias") != target:
+                continue
+            try:
+                out.append(SignedApproval.from_dict(e.details, audit_seq=e.seq))
+            except (MlopsError, TypeError, ValueError):
+                # a malformed record is shown as what it is: an approval nobody signed
+                statement = ApprovalStatement(
+                    model=model,
+                    version=version,
+                    target=target,
+                    decision="reject" if e.action == actions.APPROVAL_REJECTED else "approve",
+                    approver=e.actor,
+                    timestamp=e.timestamp.isoformat(),
+                    run_id=None,
+                    source="",
+                )
+                out.append(SignedApproval(statement, "", e.seq))
+        return out
+
+    def alias_history(self, model: str) -> list[AliasHold]:
+        """Every period an alias of ``model`` pointed at a version, from ALIAS_SET / ALIAS_DELETED entries."""
+        holds: list[AliasHold] = []
+        current: dict[str, AliasHold] = {}
+        for e in self._entries(model):
+            if e.action not in (actions.ALIAS_SET, actions.ALIAS_DELETED):
+                continue
+            alias = e.subject.get("alias")
+            if not alias:
+                continue
+            if alias in current:
+                old = current.pop(alias)
+                holds.append(AliasHold(alias, old.version, old.since, e.timestamp))
+            version = e.subject.get("version")
+            if e.action == actions.ALIAS_SET and version:
+                current[alias] = AliasHold(alias, version, e.timestamp)
+        return holds + list(current.values())
+
+    def alias_record(self, model: str, alias: str) -> AliasRecord:
+        for e in reversed(self._entries(model)):
+            if e.action in (actions.ALIAS_SET, actions.ALIAS_DELETED) and e.subject.get("alias") == alias:
+                version = e.subject.get("version") if e.action == actions.ALIAS_SET else None
+                return AliasRecord(True, version, e.seq)
+        return AliasRecord(False, None)
+
+    def drift_status(self, model: str, version: str) -> DriftStatus | None:
+        for e in reversed(self._entries(model)):
+            if e.action != actions.DRIFT_CHECKED or e.subject.get("version") != version:
+                continue
+            details = e.details
+            passed = details.get("passed")
+            if not isinstance(passed, bool):
+                passed = (e.decision or "").lower() in _PASSED
+            summary = details.get("summary") or details.get("status") or e.decision or ""
+            return DriftStatus(passed=passed, checked_at=e.timestamp, detail=str(summary), audit_seq=e.seq)
+        return None
+
+    def registered_by(self, model: str, version: str) -> str | None:
+        for e in self._entries(model):
+            if e.action == actions.MODEL_REGISTERED and e.subject.get("version") == version:
+                return e.actor
+        return None
+
+    def last_card_hash(self, model: str) -> str | None:
+        for e in reversed(self._entries(model)):
+            if e.action == actions.CARD_CHANGED:
+                value = e.details.get("card_hash")
+                return str(value) if value else None
+        return None
