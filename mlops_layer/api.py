@@ -1117,6 +1117,315 @@ def _mirror_governance_tags(registry: Any, name: str, version: str, tags: dict[s
 # drift  (owner: drift)
 # ---------------------------------------------------------------------------------------------------------------
 
+TAG_DRIFT_STATUS = "mlops.drift.status"  # passed | drift | schema
+TAG_DRIFT_CHECKED_AT = "mlops.drift.checked_at"
+TAG_DRIFT_SHARE = "mlops.drift.share"
+TAG_DRIFT_RUN = "mlops.drift.run_id"
+TAG_DRIFT_AUDIT_SEQ = "mlops.drift.audit_seq"
+DRIFT_RESULT_ARTIFACT = "mlops/drift_result.json"
+
+
+def drift_config(model: str | None = None, *, settings: Settings | None = None) -> Any:
+    """The drift settings of the project: the ``drift:`` section of governance/policy.yaml (defaults when absent).
+
+    ``models: {NAME: {...}}`` inside it overrides settings per model. Returns a
+    :class:`mlops_layer.drift.config.DriftConfig`.
+    """
+    from mlops_layer.drift.config import DriftConfig
+
+    cfg = settings or load_settings()
+    path = cfg.policy_file
+    if not path.is_file():
+        return DriftConfig()
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: corrupt YAML ({exc})") from None
+    section = data.get("drift") if isinstance(data, dict) else None
+    return DriftConfig.from_dict(section, model=model, source=f"{path.name} drift")
+
+
+def profile_for_training(
+    df: Any,
+    *,
+    columns: list[str] | None = None,
+    exclude: list[str] | None = None,
+    data_hash: str | None = None,
+    predictions: Any = None,
+    prediction_column: str = "prediction",
+) -> dict[str, Any]:
+    """The reference profile of training features as a JSON-able dict (log it as ``mlops/reference_profile.json``).
+
+    ``predictions`` (the model's predictions on ``df``) are profiled as ``prediction_column`` so later checks can
+    compare the prediction distribution too.
+    """
+    from mlops_layer.drift.profile import build_profile
+
+    frame = df
+    if predictions is not None:
+        frame = df.assign(
+            **{prediction_column: list(predictions) if not hasattr(predictions, "shape") else predictions}
+        )
+    return build_profile(frame, columns=columns, exclude=exclude, data_hash=data_hash, source="training").to_dict()
+
+
+def _model_reference(registry: Any, name: str, ref: str | None) -> tuple[Any, Any]:
+    """(version info, reference profile) of a registered version; a clear NotFoundError when it has none."""
+    from mlops_layer.drift.profile import ReferenceProfile
+    from mlops_layer.lineage import PROFILE_ARTIFACT
+
+    info = registry.resolve(name, ref)
+    hint = (
+        f"re-run the train stage (`dvc repro`), which logs {PROFILE_ARTIFACT}, and register the new version; "
+        f"or compare against the training data file: `mlops drift {name}/{info.version} --current FILE "
+        "--reference TRAINING_DATA.csv`"
+    )
+    data = registry.load_json_artifact(info.run_id, PROFILE_ARTIFACT) if info.run_id else None
+    if data is None:
+        raise NotFoundError(
+            f"{name} v{info.version} has no drift reference profile "
+            f"({'its run ' + info.run_id if info.run_id else 'it has no run'} has no artifact {PROFILE_ARTIFACT}; "
+            "it was probably logged before drift profiles existed)",
+            hint=hint,
+        )
+    return info, ReferenceProfile.from_dict(data)
+
+
+def reference_profile(name_ref: str, *, settings: Settings | None = None) -> Any:
+    """The reference profile logged with a model version (``NAME@ALIAS``, ``NAME/VERSION``; bare ``NAME`` = newest)."""
+    from mlops_layer.adapters.mlflow import MlflowRegistry
+    from mlops_layer.lineage import parse_model_ref
+
+    cfg = settings or load_settings()
+    name, ref = parse_model_ref(name_ref)
+    _, profile = _model_reference(MlflowRegistry(cfg.tracking_uri, cfg.registry_uri), name, ref)
+    return profile
+
+
+def _metric_key(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", text)[:250]
+
+
+def _log_drift_run(cfg: Settings, result: Any, name: str, version: str, report: Path | None) -> str:
+    """Mirror a model check to MLflow: a run under ``<experiment>-drift`` with per-column metrics and the report."""
+    from mlops_layer.adapters.mlflow import MlflowTracking
+
+    tracking = MlflowTracking(cfg.tracking_uri, cfg.registry_uri)
+    experiment = tracking.ensure_experiment(f"{cfg.experiment}-drift", cfg.artifact_location)
+    tags = {
+        "mlops.drift.model": name,
+        "mlops.drift.version": version,
+        TAG_DRIFT_STATUS: result.status,
+        "mlops.drift.reference": result.reference or "",
+        "mlops.drift.current": result.current or "",
+    }
+    metrics: dict[str, float] = {
+        "drift_share": float(result.share),
+        "drift_detected": 1.0 if result.drift else 0.0,
+        "schema_problems": float(len(result.schema_problems)),
+        "n_current": float(result.n_current),
+    }
+    for col in (*result.columns, *([result.prediction] if result.prediction else [])):
+        if col.score is not None:
+            metrics[_metric_key(f"{col.name}.{col.method}")] = float(col.score)
+            metrics[_metric_key(f"{col.name}.drifted")] = 1.0 if col.drifted else 0.0
+    with tracking.run(experiment, f"drift {name} v{version}", tags) as run_id:
+        tracking.log_metrics(metrics)
+        tracking.log_dict(result.to_dict(), DRIFT_RESULT_ARTIFACT)
+        if report is not None and report.is_file():
+            tracking.log_artifact(report, "mlops")
+    return run_id
+
+
+def drift_check(
+    name_ref: str | None,
+    current: Path | str | Any,
+    *,
+    reference: Path | str | Any | None = None,
+    columns: list[str] | None = None,
+    exclude: list[str] | None = None,
+    report: Path | str | None = None,
+    prediction_column: str | None = None,
+    settings: Settings | None = None,
+    config: Any = None,
+    log: bool = True,
+    progress: Any = None,
+) -> Any:
+    """Check a batch for drift; returns a :class:`mlops_layer.drift.result.DriftResult` (``passed`` says go/no-go).
+
+    - Model mode: ``name_ref`` = ``NAME@ALIAS`` / ``NAME/VERSION`` (bare ``NAME`` = newest version) and no
+      ``reference``: the version's profile (run artifact ``mlops/reference_profile.json``) is the reference.
+    - Ad hoc mode: ``reference`` (a CSV/Parquet path, a DataFrame or a ReferenceProfile) is profiled on the fly;
+      needs no MLflow when ``name_ref`` is None. With a ``name_ref`` too, the result is recorded for that version.
+    ``current`` is a CSV/Parquet path or a DataFrame. ``config`` is a DriftConfig or a plain mapping (default: the
+    ``drift:`` section of policy.yaml). With ``log`` (and a model), the result is mirrored to MLflow (a run under
+    ``<experiment>-drift``, tags ``mlops.drift.status``/``mlops.drift.checked_at`` on the version) and appended to
+    the audit trail as ``drift.checked``; an audit failure stops the check, an MLflow failure only warns.
+    ``report`` writes Evidently's HTML report configured with the same methods and thresholds.
+    ``progress(message, done, total)`` is called as the work goes on (``total`` None: a phase without a count).
+    """
+    from datetime import datetime, timezone
+
+    from mlops_layer.drift import gate
+    from mlops_layer.drift.config import DriftConfig
+    from mlops_layer.drift.io import file_digest, read_table
+    from mlops_layer.drift.profile import ReferenceProfile, build_profile
+    from mlops_layer.lineage import parse_model_ref
+
+    if name_ref is None and reference is None:
+        raise InputError(
+            "name a model version or give a reference file",
+            hint="mlops drift NAME@ALIAS --current FILE, or mlops drift --reference TRAIN.csv --current FILE",
+        )
+    cfg = settings or load_settings()
+    name, ref = parse_model_ref(name_ref) if name_ref else (None, None)
+    if config is None:
+        drift_cfg = drift_config(name, settings=cfg)
+    elif isinstance(config, DriftConfig):
+        drift_cfg = config
+    else:
+        drift_cfg = DriftConfig.from_dict(config, model=name)
+    drift_cfg = drift_cfg.with_columns(tuple(columns) if columns else None, tuple(exclude or ()))
+    if prediction_column:
+        drift_cfg = dataclasses.replace(drift_cfg, prediction_column=prediction_column)
+    say = progress or (lambda _m, _d, _t: None)
+
+    say("reading the batch", None, None)
+    if isinstance(current, (str, Path)):
+        frame = read_table(current, what="batch")
+        current_desc = f"{Path(current).name} {file_digest(current)}"
+    else:
+        frame = current
+        current_desc = "in-memory frame"
+    if len(frame) == 0:
+        raise InputError("the batch has no rows", hint="an empty batch cannot be checked for drift")
+
+    registry: Any = None
+    info: Any = None
+    ref_frame: Any = None
+    if reference is not None:
+        if isinstance(reference, ReferenceProfile):
+            profile = reference
+        else:
+            say("profiling the reference", None, None)
+            if isinstance(reference, (str, Path)):
+                ref_frame = read_table(reference, what="reference")
+                digest = file_digest(reference)
+                source = f"{Path(reference).name} {digest}"
+            else:
+                ref_frame, digest, source = reference, None, "in-memory frame"
+            wanted = None
+            if drift_cfg.include:
+                wanted = [c for c in ref_frame.columns if c in drift_cfg.include or c == drift_cfg.prediction_column]
+            profile = build_profile(
+                ref_frame, columns=wanted, exclude=drift_cfg.exclude, data_hash=digest, source=source
+            )
+        reference_desc = profile.source or "given profile"
+    if name is not None:
+        from mlops_layer.adapters.mlflow import MlflowRegistry
+
+        registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+        if reference is None:
+            say("loading the reference profile", None, None)
+            info, profile = _model_reference(registry, name, ref)
+            reference_desc = f"{name} v{info.version} profile" + (
+                f" ({profile.data_hash})" if profile.data_hash else ""
+            )
+        else:
+            info = registry.resolve(name, ref)
+
+    result = gate.check(profile, frame, drift_cfg, progress=lambda d, t, c: say(f"checking {c}", d, t))
+    checked_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result = dataclasses.replace(
+        result,
+        model=name,
+        version=info.version if info is not None else None,
+        reference=reference_desc,
+        current=current_desc,
+        checked_at=checked_at,
+    )
+    warnings: list[str] = []
+    report_path = Path(report) if report is not None else None
+    if report_path is not None:
+        from mlops_layer.adapters.evidently_report import write_report
+
+        say("building the Evidently report", None, None)
+        written = write_report(
+            report_path,
+            profile,
+            frame,
+            result,
+            reference=ref_frame,
+            drift_share=drift_cfg.drift_share,
+            step=lambda m: say(m, None, None),
+        )
+        for col in result.columns:
+            if col.name in written.drifted and written.drifted[col.name] != col.drifted:
+                warnings.append(
+                    f"{col.name}: the report's sample says {'drift' if written.drifted[col.name] else 'no drift'} "
+                    f"({written.methods[col.name]} {written.scores[col.name]:.4g}); the gate, on every row, "
+                    f"{'drift' if col.drifted else 'no drift'} ({col.method} {col.score:.4g})"
+                )
+        result = dataclasses.replace(result, report=str(written.path), report_scores=dict(written.scores))
+
+    if log and name is not None and info is not None:
+        from mlops_layer.audit import actions
+
+        say("recording the result", None, None)
+        run_id: str | None = None
+        try:
+            run_id = _log_drift_run(cfg, result, name, info.version, report_path)
+        except MlopsError as exc:
+            warnings.append(f"could not log the drift check to MLflow: {exc}")
+        drifted = [c.name for c in result.columns if c.drifted]
+        with _audit_store(cfg) as trail:
+            entry = trail.append(
+                actions.DRIFT_CHECKED,
+                actor=cfg.actor,
+                subject={"model": name, "version": info.version},
+                run_id=run_id,
+                decision="passed" if result.passed else "failed",
+                reasons=list(result.schema_problems) + ([result.summary()] if result.drift else []),
+                details={
+                    "passed": result.passed,
+                    "status": result.status,
+                    "summary": result.summary(),
+                    "drift": result.drift,
+                    "share": round(result.share, 6),
+                    "drift_share": result.drift_share,
+                    "drifted_columns": drifted,
+                    "schema_problems": list(result.schema_problems)[:50],
+                    "prediction_drifted": result.prediction.drifted if result.prediction is not None else None,
+                    "n_current": result.n_current,
+                    "n_reference": result.n_reference,
+                    "reference": result.reference,
+                    "current": result.current,
+                    "checked_at": checked_at,
+                    "model_run_id": info.run_id,
+                    "config": drift_cfg.to_dict(),
+                },
+            )
+        result = dataclasses.replace(result, mlflow_run_id=run_id, audit_seq=entry.seq)
+        tags = {
+            TAG_DRIFT_STATUS: result.status,
+            TAG_DRIFT_CHECKED_AT: checked_at,
+            TAG_DRIFT_SHARE: f"{result.share:.4f}",
+            TAG_DRIFT_AUDIT_SEQ: entry.seq,
+        }
+        if run_id:
+            tags[TAG_DRIFT_RUN] = run_id
+        try:
+            registry.set_version_tags(name, info.version, tags)
+        except MlopsError as exc:
+            warnings.append(f"could not tag {name} v{info.version} with the drift status: {exc}")
+    if warnings:
+        result = dataclasses.replace(result, warnings=tuple(warnings))
+    return result
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # monitoring, alerts, retraining  (owner: monitoring)

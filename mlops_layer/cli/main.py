@@ -9,6 +9,7 @@ from __future__ import annotations
 from mlops_layer.cli import (
     commands_audit,  # noqa: F401  (audit log|show|verify|export|checkpoint|reconcile, history)
     commands_core,  # noqa: F401  (registers init, status, lineage)
+    commands_drift,  # noqa: F401  (drift)
     commands_governance,  # noqa: F401  (card, check, approve, reject, promote, rollback)
     commands_monitoring,  # noqa: F401  (monitor, alerts status|flush)
 )

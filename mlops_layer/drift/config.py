@@ -1,0 +1,296 @@
+"""Drift settings as one value object: methods, thresholds, per-column rules, importance, schema tolerances.
+
+Built from a plain mapping (the ``drift:`` section of governance/policy.yaml, or a dict in users' code) by
+:meth:`DriftConfig.from_dict`, which names the offending field on bad input. Imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mlops_layer.errors import ConfigError
+
+NUMERIC_METHODS = ("wasserstein", "psi", "jensenshannon", "ks")
+CATEGORICAL_METHODS = ("jensenshannon", "psi", "chisquare")
+METHODS = ("wasserstein", "psi", "jensenshannon", "ks", "chisquare")
+# p-value methods: the score is a (corrected) p-value and a column drifts when it is BELOW the threshold.
+P_VALUE_METHODS = ("ks", "chisquare")
+CORRECTIONS = ("bh", "holm", "none")
+
+DEFAULT_THRESHOLDS: Mapping[str, float] = {
+    # effect sizes: a column drifts when the score is AT OR ABOVE the threshold (Evidently's convention)
+    "wasserstein": 0.1,  # W1 / reference std: a shift of a tenth of a standard deviation
+    "psi": 0.1,  # population stability index on the reference's quantile bins ("moderate change" from 0.1)
+    "jensenshannon": 0.1,  # Jensen-Shannon distance, natural log (0 = same, 0.83 = disjoint)
+    # significance tests (p-values): a column drifts when the corrected p-value is BELOW the threshold
+    "ks": 0.05,
+    "chisquare": 0.05,
+}
+
+_KEYS = (
+    "numeric_method",
+    "categorical_method",
+    "thresholds",
+    "columns",
+    "drift_share",
+    "importance",
+    "include",
+    "exclude",
+    "small_n",
+    "alpha",
+    "correction",
+    "max_null_rate_increase",
+    "max_unseen_share",
+    "prediction_column",
+    "prediction_drift_fails",
+    "models",
+)
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """Per-column override: the method, its threshold and the column's importance weight (each optional)."""
+
+    method: str | None = None
+    threshold: float | None = None
+    weight: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in (("method", self.method), ("threshold", self.threshold), ("weight", self.weight))
+            if v is not None
+        }
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """How the drift gate decides. Every field has a default, so ``DriftConfig()`` is a working gate.
+
+    - ``numeric_method`` / ``categorical_method``: the method that decides a column of that kind.
+    - ``thresholds``: per method, overriding :data:`DEFAULT_THRESHOLDS`.
+    - ``columns``: per-column :class:`ColumnRule` (method, threshold, weight).
+    - ``drift_share``: the dataset drifts when the (importance-weighted) share of drifted columns is >= this.
+    - ``importance``: column -> weight; unlisted columns get the mean listed weight.
+    - ``include`` / ``exclude``: which columns are features (ids and timestamps are not).
+    - ``small_n``: batches with at most this many rows also need a significance test (KS / chi-squared,
+      corrected by ``correction`` at level ``alpha``) before an effect size counts as drift.
+    - ``max_null_rate_increase``: a null (or infinite) rate rising by more than this (absolute) is a schema problem.
+    - ``max_unseen_share``: categories never seen in the reference above this share of rows are a schema problem.
+    - ``prediction_column``: checked like a feature but reported apart; ``prediction_drift_fails`` makes its drift
+      fail the check on its own.
+    """
+
+    numeric_method: str = "wasserstein"
+    categorical_method: str = "jensenshannon"
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    columns: Mapping[str, ColumnRule] = field(default_factory=dict)
+    drift_share: float = 0.5
+    importance: Mapping[str, float] = field(default_factory=dict)
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    small_n: int = 1000
+    alpha: float = 0.05
+    correction: str = "bh"
+    max_null_rate_increase: float = 0.1
+    max_unseen_share: float = 0.05
+    prediction_column: str | None = None
+    prediction_drift_fails: bool = True
+
+    # -- derived ----------------------------------------------------------------------------------------------
+    def threshold_for(self, method: str) -> float:
+        return float(self.thresholds.get(method, DEFAULT_THRESHOLDS[method]))
+
+    def method_for(self, column: str, kind: str) -> tuple[str, float]:
+        """The (method, threshold) that decides ``column`` of ``kind`` ("numeric" or "categorical")."""
+        rule = self.columns.get(column)
+        method = (rule.method if rule else None) or (
+            self.numeric_method if kind == "numeric" else self.categorical_method
+        )
+        allowed = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
+        if method not in allowed:
+            raise ConfigError(
+                f"drift method {method!r} does not apply to {kind} column {column!r}",
+                hint=f"use one of {', '.join(allowed)} for {kind} columns",
+            )
+        threshold = rule.threshold if rule is not None and rule.threshold is not None else self.threshold_for(method)
+        return method, float(threshold)
+
+    def weight_for(self, column: str) -> float:
+        rule = self.columns.get(column)
+        if rule is not None and rule.weight is not None:
+            return float(rule.weight)
+        if column in self.importance:
+            return float(self.importance[column])
+        if self.importance:
+            return float(sum(self.importance.values()) / len(self.importance))
+        return 1.0
+
+    def with_columns(self, include: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()) -> DriftConfig:
+        """A copy with the column selection narrowed by a caller (CLI ``--columns`` / ``--exclude``)."""
+        return replace(
+            self,
+            include=tuple(include) if include else self.include,
+            exclude=tuple(dict.fromkeys((*self.exclude, *exclude))),
+        )
+
+    # -- (de)serialisation ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numeric_method": self.numeric_method,
+            "categorical_method": self.categorical_method,
+            "thresholds": {m: self.threshold_for(m) for m in METHODS},
+            "columns": {k: v.to_dict() for k, v in sorted(self.columns.items())},
+            "drift_share": self.drift_share,
+            "importance": dict(sorted(self.importance.items())),
+            "include": list(self.include) if self.include is not None else None,
+            "exclude": list(self.exclude),
+            "small_n": self.small_n,
+            "alpha": self.alpha,
+            "correction": self.correction,
+            "max_null_rate_increase": self.max_null_rate_increase,
+            "max_unseen_share": self.max_unseen_share,
+            "prediction_column": self.prediction_column,
+            "prediction_drift_fails": self.prediction_drift_fails,
+        }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any] | None, *, model: str | None = None, source: str = "drift settings"
+    ) -> DriftConfig:
+        """Validate a plain mapping; ``models: {NAME: {...}}`` holds per-model overrides merged for ``model``.
+
+        Errors name ``source`` and the field, e.g. ``policy.yaml drift.columns.age.threshold``.
+        """
+        if data is None:
+            return cls()
+        if isinstance(data, DriftConfig):
+            return data
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
+        merged = dict(data)
+        models = merged.pop("models", None)
+        if models is not None and not isinstance(models, Mapping):
+            raise ConfigError(f"{source}.models: expected a mapping of model name -> drift settings")
+        if model is not None and models and model in models:
+            override = models[model]
+            if not isinstance(override, Mapping):
+                raise ConfigError(f"{source}.models.{model}: expected a mapping")
+            if "models" in override:
+                raise ConfigError(f"{source}.models.{model}.models: per-model settings cannot nest models")
+            for key, value in override.items():
+                if key in ("thresholds", "columns", "importance") and isinstance(value, Mapping):
+                    base = merged.get(key) or {}
+                    if not isinstance(base, Mapping):
+                        raise ConfigError(f"{source}.{key}: expected a mapping")
+                    merged[key] = {**base, **value}
+                else:
+                    merged[key] = value
+            source = f"{source} (with models.{model})"
+        return _parse(merged, source)
+
+
+def _parse(data: Mapping[str, Any], source: str) -> DriftConfig:
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(repr(k) for k in unknown)}",
+            hint=f"allowed: {', '.join(_KEYS)}",
+        )
+    kw: dict[str, Any] = {}
+    for key, kind in (("numeric_method", NUMERIC_METHODS), ("categorical_method", CATEGORICAL_METHODS)):
+        if data.get(key) is not None:
+            kw[key] = _method(data[key], kind, f"{source}.{key}")
+    thresholds = _mapping(data.get("thresholds"), f"{source}.thresholds")
+    for method in thresholds:
+        if method not in METHODS:
+            raise ConfigError(f"{source}.thresholds.{method}: unknown method", hint=f"use {', '.join(METHODS)}")
+    kw["thresholds"] = {
+        m: _number(v, f"{source}.thresholds.{m}", 0.0, 1.0 if m in P_VALUE_METHODS else None)
+        for m, v in thresholds.items()
+    }
+    columns: dict[str, ColumnRule] = {}
+    for name, rule in _mapping(data.get("columns"), f"{source}.columns").items():
+        where = f"{source}.columns.{name}"
+        body = _mapping(rule, where)
+        extra = sorted(set(body) - {"method", "threshold", "weight"})
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)}", hint="use method, threshold, weight")
+        rule_method = _method(body["method"], METHODS, f"{where}.method") if body.get("method") is not None else None
+        threshold = body.get("threshold")
+        columns[str(name)] = ColumnRule(
+            method=rule_method,
+            threshold=None if threshold is None else _number(threshold, f"{where}.threshold", 0.0, None),
+            weight=None if body.get("weight") is None else _number(body["weight"], f"{where}.weight", 0.0, None),
+        )
+    kw["columns"] = columns
+    kw["importance"] = {
+        str(k): _number(v, f"{source}.importance.{k}", 0.0, None)
+        for k, v in _mapping(data.get("importance"), f"{source}.importance").items()
+    }
+    if data.get("drift_share") is not None:
+        kw["drift_share"] = _number(data["drift_share"], f"{source}.drift_share", 0.0, 1.0)
+    for key in ("include", "exclude"):
+        if data.get(key) is not None:
+            kw[key] = _names(data[key], f"{source}.{key}")
+    if data.get("small_n") is not None:
+        value = data["small_n"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{source}.small_n: expected a whole number >= 0, got {value!r}")
+        kw["small_n"] = value
+    if data.get("alpha") is not None:
+        kw["alpha"] = _number(data["alpha"], f"{source}.alpha", 0.0, 1.0)
+    if data.get("correction") is not None:
+        corr = str(data["correction"]).lower()
+        if corr not in CORRECTIONS:
+            raise ConfigError(f"{source}.correction: {corr!r} is not one of {', '.join(CORRECTIONS)}")
+        kw["correction"] = corr
+    for key in ("max_null_rate_increase", "max_unseen_share"):
+        if data.get(key) is not None:
+            kw[key] = _number(data[key], f"{source}.{key}", 0.0, 1.0)
+    if data.get("prediction_column") is not None:
+        kw["prediction_column"] = str(data["prediction_column"])
+    if data.get("prediction_drift_fails") is not None:
+        value = data["prediction_drift_fails"]
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}.prediction_drift_fails: expected true or false, got {value!r}")
+        kw["prediction_drift_fails"] = value
+    return DriftConfig(**kw)
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _method(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    name = str(value).lower()
+    if name not in allowed:
+        raise ConfigError(f"{where}: unknown drift method {value!r}", hint=f"use one of {', '.join(allowed)}")
+    return name
+
+
+def _number(value: Any, where: str, low: float | None, high: float | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    number = float(value)
+    if (low is not None and number < low) or (high is not None and number > high):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{where}: {number} is out of range", hint=f"use a value {bounds}")
+    return number
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+    else:
+        raise ConfigError(f"{where}: expected a list of column names, got {value!r}")
+    return tuple(v for v in items if v)
