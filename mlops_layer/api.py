@@ -1430,3 +1430,309 @@ def drift_check(
 # ---------------------------------------------------------------------------------------------------------------
 # monitoring, alerts, retraining  (owner: monitoring)
 # ---------------------------------------------------------------------------------------------------------------
+
+
+class _MonitoringTrail:
+    """The audit trail as the monitoring flow's port: every entry by the acting user."""
+
+    def __init__(self, store: Any, actor: str) -> None:
+        self.store = store
+        self.actor = actor
+
+    def append(
+        self,
+        action: str,
+        *,
+        subject: Any,
+        run_id: str | None = None,
+        decision: str | None = None,
+        details: Any = None,
+    ) -> int:
+        entry = self.store.append(
+            action, actor=self.actor, subject=dict(subject), run_id=run_id, decision=decision, details=details
+        )
+        return int(entry.seq)
+
+
+class _MonitoringTracking:
+    """Each batch as a point in time: one MLflow run per serving version in experiment ``monitoring/<model>``,
+    metrics logged with step = batch number and the batch's timestamp, so the MLflow UI charts them."""
+
+    def __init__(self, cfg: Settings, model: str, experiment: str) -> None:
+        from mlops_layer.adapters.mlflow import MlflowRegistry, MlflowTracking
+
+        self.cfg = cfg
+        self.model = model
+        self.experiment = experiment
+        self.tracking = MlflowTracking(cfg.tracking_uri, cfg.registry_uri)
+        self.registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+
+    def log_batch(
+        self,
+        *,
+        version: str,
+        run_id: str | None,
+        seq: int,
+        timestamp: Any,
+        metrics: Any,
+        summary: Any,
+        promoted: Any,
+    ) -> tuple[str, str]:
+        from mlops_layer.errors import BackendError
+
+        experiment_id = self.tracking.ensure_experiment(self.experiment, self.cfg.artifact_location)
+        tags = {"mlops.monitoring.model": self.model, "mlops.monitoring.version": version}
+        if run_id is not None:
+            try:
+                return self._log(experiment_id, run_id, version, tags, seq, timestamp, metrics, summary, promoted)
+            except BackendError:
+                run_id = None  # the remembered run is gone (store reset): start a new one
+        return self._log(experiment_id, None, version, tags, seq, timestamp, metrics, summary, promoted)
+
+    def _log(
+        self,
+        experiment_id: str,
+        run_id: str | None,
+        version: str,
+        tags: dict[str, str],
+        seq: int,
+        timestamp: Any,
+        metrics: Any,
+        summary: Any,
+        promoted: Any,
+    ) -> tuple[str, str]:
+        with self.tracking.run(experiment_id, f"{self.model} v{version}", tags, run_id=run_id) as rid:
+            if run_id is None and promoted:
+                self.tracking.log_params({f"promoted.{k}": v for k, v in promoted.items()})
+            self.tracking.log_metrics(metrics, step=seq, timestamp_ms=int(timestamp.timestamp() * 1000))
+            self.tracking.log_dict(summary, f"batches/{seq:06d}.json")
+        return rid, self.registry.run_url(rid, experiment_id)
+
+
+class _ServingModel:
+    """The serving version's model as the monitoring flow's port (a scikit-learn-like estimator)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        names = getattr(model, "feature_names_in_", None)
+        self.feature_names: tuple[str, ...] | None = tuple(str(n) for n in names) if names is not None else None
+
+    def predict(self, features: Any) -> Any:
+        import numpy as np
+
+        from mlops_layer.monitoring.monitor import Predictions
+
+        try:
+            if hasattr(self.model, "predict_proba"):
+                proba = np.asarray(self.model.predict_proba(features))
+                classes = np.asarray(self.model.classes_)
+                return Predictions(classes[proba.argmax(axis=1)], proba, classes, "classifier")
+            return Predictions(np.asarray(self.model.predict(features)), None, None, "regressor")
+        except (ValueError, TypeError) as exc:
+            raise InputError(
+                f"the model could not score the batch: {exc}",
+                hint="a column holds values of another type than in training; check the batch's schema",
+            ) from None
+
+
+def _monitor_drift_check(cfg: Settings, registry: Any, info: Any, warnings: list[str]) -> Any:
+    """The drift gate against the serving version's reference profile, as the monitoring flow's port."""
+    from mlops_layer.drift.config import DriftConfig
+    from mlops_layer.drift.gate import check
+    from mlops_layer.drift.profile import ReferenceProfile
+    from mlops_layer.lineage import PROFILE_ARTIFACT
+
+    data = registry.load_json_artifact(info.run_id, PROFILE_ARTIFACT) if info.run_id else None
+    if data is None:
+        warnings.append(
+            f"{info.name} v{info.version} has no reference profile ({PROFILE_ARTIFACT}): drift was not checked; "
+            "log one at training time with run.log_reference_profile(features)"
+        )
+        return lambda features, predictions: None
+    profile = ReferenceProfile.from_dict(data)
+    section = None
+    if cfg.policy_file.is_file():
+        import yaml
+
+        try:
+            raw = yaml.safe_load(cfg.policy_file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{cfg.policy_file}: not valid YAML ({exc})") from None
+        section = raw.get("drift") if isinstance(raw, dict) else None
+    config = DriftConfig.from_dict(section, model=info.name, source=f"{cfg.policy_file} drift")
+    pred_col = config.prediction_column
+    if pred_col and pred_col not in profile.columns:
+        warnings.append(f"the reference profile has no {pred_col!r} column: prediction drift was not checked")
+        pred_col = None
+    config = dataclasses.replace(config, prediction_column=pred_col)
+
+    def run(frame: Any, predictions: Any) -> Any:
+        columns = [c for c in frame.columns if str(c) in profile.columns and str(c) != pred_col]
+        current = frame[columns]
+        if pred_col:
+            current = current.assign(**{pred_col: predictions})
+        return check(profile, current, config)
+
+    return run
+
+
+def monitor(
+    name_at_alias: str,
+    batch: Path | str,
+    *,
+    labels: str | None = None,
+    report: Path | str | None = None,
+    at: Any = None,
+    rules: Any = None,
+    notifications: Any = None,
+    settings: Settings | None = None,
+) -> Any:
+    """Monitor one production batch of the version serving ``NAME@ALIAS`` (or ``NAME/VERSION``).
+
+    Drift against the version's reference profile, the prediction distribution, and with ``labels`` (the column
+    holding true outcomes) the metrics the version was promoted on; the batch is logged as a point in time in the
+    MLflow experiment ``monitoring/<model>`` and audited (``monitor.batch``); the policy's alert rules run and the
+    model card's stakeholders are notified when an alert fires or clears (``alert.fired``/``alert.cleared``; a
+    failed delivery is ``notification.failed`` and waits in the outbox). ``at`` (a datetime) backdates the batch;
+    ``rules`` (AlertRule list) and ``notifications`` (NotifierConfig) override the project's files.
+    Returns a :class:`mlops_layer.monitoring.monitor.MonitorResult`.
+    """
+    from datetime import datetime, timezone
+
+    from mlops_layer.adapters.mlflow import MlflowRegistry
+    from mlops_layer.adapters.mlflow import load_model as _load
+    from mlops_layer.config import CONFIG_FILE
+    from mlops_layer.lineage import parse_model_ref
+    from mlops_layer.monitoring.alerts import load_alert_rules
+    from mlops_layer.monitoring.monitor import BatchInput, file_sha256, read_batch, run_batch
+    from mlops_layer.monitoring.notifiers import (
+        NotifierFactory,
+        Outbox,
+        dispatch,
+        load_notifier_config,
+        recipients_from,
+    )
+    from mlops_layer.monitoring.scoring import promoted_metrics
+    from mlops_layer.monitoring.state import monitoring_dir
+
+    cfg = settings or load_settings()
+    name, ref = parse_model_ref(name_at_alias)
+    if ref is None:
+        raise InputError(f"{name_at_alias!r} names no serving version", hint="use NAME@ALIAS, e.g. churn@champion")
+    alias = ref if "@" in name_at_alias else None
+    when = at or datetime.now(timezone.utc)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    alert_rules = list(rules) if rules is not None else load_alert_rules(cfg.policy_file)
+    notifier_config = notifications or load_notifier_config(cfg.root / CONFIG_FILE)
+    path = Path(batch)
+    frame = read_batch(path)
+    warnings: list[str] = []
+
+    registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+    info = registry.resolve(name, ref)
+    promoted = promoted_metrics(registry.get_run(info.run_id).metrics) if info.run_id else {}
+    model = _ServingModel(_load(f"models:/{info.name}/{info.version}", cfg.tracking_uri, cfg.registry_uri))
+    drift = _monitor_drift_check(cfg, registry, info, warnings)
+    try:
+        from mlops_layer.governance.cards import load_card
+
+        recipients = recipients_from(load_card(cfg.cards_dir, info.name).stakeholders)
+    except NotFoundError:
+        recipients = []
+        warnings.append(f"no model card for {info.name!r}: alerts go to the local notification file only")
+    except ConfigError as exc:
+        recipients = []
+        warnings.append(f"the model card of {info.name!r} is invalid, stakeholders not notified: {exc.message}")
+    factory = NotifierFactory(notifier_config, cfg.state_dir)
+    outbox = Outbox(monitoring_dir(cfg.state_dir) / "outbox.jsonl")
+    experiment = f"monitoring/{info.name}"
+    inp = BatchInput(
+        model=info.name,
+        alias=alias,
+        version=info.version,
+        batch_path=path.resolve(),
+        frame=frame,
+        labels=labels,
+        promoted=promoted,
+        experiment=experiment,
+        timestamp=when,
+        report=str(report) if report is not None else None,
+        batch_sha256=file_sha256(path),
+    )
+    with _audit_store(cfg) as store:
+        result = run_batch(
+            inp,
+            model=model,
+            drift=drift,
+            tracking=_MonitoringTracking(cfg, info.name, experiment),
+            trail=_MonitoringTrail(store, cfg.actor),
+            notify=lambda events: dispatch(events, recipients, factory, outbox),
+            rules=alert_rules,
+            state_dir=cfg.state_dir,
+        )
+    if warnings:
+        result = dataclasses.replace(result, warnings=(*warnings, *result.warnings))
+    return result
+
+
+@dataclass(frozen=True)
+class AlertStatus:
+    """Where the alerts of one model stand: open alerts, each rule's last assessment, queued notifications."""
+
+    model: str
+    last_batch: int
+    rules: tuple[dict[str, Any], ...]
+    open_alerts: tuple[str, ...]
+    queued_notifications: int
+    runs: dict[str, str]
+
+
+def alert_status(name: str, *, settings: Settings | None = None) -> AlertStatus:
+    """The persisted alert state of ``name`` (no MLflow needed)."""
+    from mlops_layer.monitoring.alerts import load_alert_rules
+    from mlops_layer.monitoring.notifiers import Outbox
+    from mlops_layer.monitoring.state import load_state, monitoring_dir
+
+    cfg = settings or load_settings()
+    state = load_state(cfg.state_dir, name)
+    configured = {r.name: r for r in load_alert_rules(cfg.policy_file) if r.applies_to(name)}
+    rows = []
+    for rule_name in sorted(set(configured) | set(state.rules)):
+        st = state.rules.get(rule_name)
+        rows.append(
+            {
+                "rule": rule_name,
+                "configured": rule_name in configured,
+                "status": st.status if st else "closed",
+                "fired_seq": st.fired_seq if st else None,
+                "fired_at": st.fired_at if st else None,
+                "alert_id": st.alert_id if st else None,
+                "suppressed": st.suppressed if st else 0,
+                "last": st.last if st else None,
+            }
+        )
+    outbox = Outbox(monitoring_dir(cfg.state_dir) / "outbox.jsonl")
+    queued = [e for e in outbox.entries() if str(e.get("alert_id", "")).startswith(f"{name}:")]
+    return AlertStatus(
+        model=name,
+        last_batch=state.last_seq,
+        rules=tuple(rows),
+        open_alerts=tuple(state.open_alerts()),
+        queued_notifications=len(queued),
+        runs=dict(state.runs),
+    )
+
+
+def flush_notifications(*, settings: Settings | None = None) -> Any:
+    """Retry every queued (failed) notification; returns a FlushResult (delivered / still failed).
+
+    Deliveries that fail again stay queued; nothing is audited twice (the first failure was).
+    """
+    from mlops_layer.config import CONFIG_FILE
+    from mlops_layer.monitoring.notifiers import NotifierFactory, Outbox, load_notifier_config
+    from mlops_layer.monitoring.state import monitoring_dir
+
+    cfg = settings or load_settings()
+    factory = NotifierFactory(load_notifier_config(cfg.root / CONFIG_FILE), cfg.state_dir)
+    return Outbox(monitoring_dir(cfg.state_dir) / "outbox.jsonl").flush(factory.build)

@@ -430,7 +430,7 @@ def run_batch(
         alert_seqs = tuple(
             trail.append(
                 ALERT_FIRED if e.kind == FIRED else ALERT_CLEARED,
-                subject={**subject, "version": e.version, "rule": e.rule},
+                subject={**subject, "version": e.version},
                 run_id=run_id,
                 decision=e.kind,
                 details=e.to_dict(),
@@ -445,7 +445,7 @@ def run_batch(
         if not d.ok and not d.skipped:
             trail.append(
                 NOTIFICATION_FAILED,
-                subject={**subject, "alert_id": d.alert_id},
+                subject=subject,
                 run_id=run_id,
                 decision="queued" if d.queued else "failed",
                 details=d.to_dict(),
