@@ -195,6 +195,12 @@ def test_other_policy_mistakes() -> None:
     assert "expected a mapping" in policy_error("- just\n- a list\n")
 
 
+def test_sections_of_other_areas_are_left_to_them() -> None:
+    text = GOOD_POLICY + "drift:\n  drift_share: 0.5\nalerts:\n  - {name: x}\n"
+    assert set(parse_policy(text.encode(), "policy.yaml").targets) == {"staging", "champion"}
+    assert "unknown field 'drfit'" in policy_error(GOOD_POLICY + "drfit: {}\n")
+
+
 def test_missing_policy_file(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="promotion policy"):
         load_policy(tmp_path / "policy.yaml")

@@ -119,8 +119,8 @@ def test_lineage_clean_from_tags_and_live_status() -> None:
     full = policy("- {type: lineage_clean}\n")
     status = LineageStatus(True, False, None, {"data_in_remote": "data/train.csv not pushed"})
     res = only(evaluate(full, ctx(lineage=status)))
-    assert not res.passed and "not data in the DVC remote (data/train.csv not pushed)" in res.message
-    assert "cannot tell whether dvc.lock up to date" in res.message
+    assert not res.passed and "data not in the DVC remote: data/train.csv not pushed" in res.message
+    assert "cannot tell whether dvc.lock is up to date" in res.message
     assert evaluate(full, ctx(lineage=LineageStatus(True, True, True))).allowed
 
 

@@ -17,6 +17,9 @@ from mlops_layer.governance.cards import validate_required_names
 from mlops_layer.governance.located_yaml import Fields, Located, git_blob_hash, parse_located, read_bytes
 
 POLICY_VERSION = 1
+# Sections of policy.yaml that other parts of the layer read and validate (drift gate, monitoring, retraining); they
+# are covered by the same blob hash, but not parsed here.
+FOREIGN_SECTIONS = ("drift", "alerts", "monitoring", "retraining")
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _ROLE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 DIRECTIONS = ("higher", "lower")
@@ -189,7 +192,7 @@ def parse_policy(data: bytes, file: str) -> Policy:
     doc = parse_located(data, file)
     if doc.value is None:
         doc.fail("the policy is empty", hint="define at least 'targets:'")
-    top = Fields(doc, allowed=("version", "roles", "targets", "models"))
+    top = Fields(doc, allowed=("version", "roles", "targets", "models", *FOREIGN_SECTIONS))
     version = top.get("version")
     if version is not None and version.integer() != POLICY_VERSION:
         version.fail(f"unsupported policy version {version.value}", hint=f"this layer reads version {POLICY_VERSION}")

@@ -269,21 +269,33 @@ def _no_regression(rule: NoRegression, ctx: PromotionContext) -> Verdict:
 def _lineage_clean(rule: LineageClean, ctx: PromotionContext) -> Verdict:
     status = ctx.lineage or lineage_from_tags(ctx.candidate.tags)
     checks = [
-        ("committed", rule.require_committed, status.committed, "code committed (git not dirty)"),
-        ("data_in_remote", rule.require_data_in_remote, status.data_in_remote, "data in the DVC remote"),
-        ("lock_up_to_date", rule.require_lock_up_to_date, status.lock_up_to_date, "dvc.lock up to date"),
+        ("committed", rule.require_committed, status.committed, "code not committed", "the code was committed"),
+        (
+            "data_in_remote",
+            rule.require_data_in_remote,
+            status.data_in_remote,
+            "data not in the DVC remote",
+            "the data is in the DVC remote",
+        ),
+        (
+            "lock_up_to_date",
+            rule.require_lock_up_to_date,
+            status.lock_up_to_date,
+            "dvc.lock not up to date",
+            "dvc.lock is up to date",
+        ),
     ]
-    observed = {key: value for key, wanted, value, _ in checks if wanted}
-    expected = {key: True for key, wanted, _, _ in checks if wanted}
+    observed = {key: value for key, wanted, value, _, _ in checks if wanted}
+    expected = {key: True for key, wanted, _, _, _ in checks if wanted}
     problems = []
-    for key, wanted, value, label in checks:
+    for key, wanted, value, negative, question in checks:
         if not wanted:
             continue
         why = status.detail.get(key, "")
         if value is None:
-            problems.append(f"cannot tell whether {label}" + (f" ({why})" if why else ""))
+            problems.append(f"cannot tell whether {question}" + (f" ({why})" if why else ""))
         elif not value:
-            problems.append(f"not {label}" + (f" ({why})" if why else ""))
+            problems.append(negative + (f": {why}" if why else ""))
     if problems:
         return False, observed, expected, "; ".join(problems)
     return True, observed, expected, "lineage is clean"
