@@ -1508,6 +1508,10 @@ class _MonitoringTracking:
             self.tracking.log_dict(summary, f"batches/{seq:06d}.json")
         return rid, self.registry.run_url(rid, experiment_id)
 
+    def attach(self, run_id: str, path: Path, seq: int) -> None:
+        with self.tracking.run("", None, {}, run_id=run_id):
+            self.tracking.log_artifact(path, f"reports/batch-{seq:06d}")
+
 
 class _ServingModel:
     """The serving version's model as the monitoring flow's port (a scikit-learn-like estimator)."""
@@ -1535,45 +1539,44 @@ class _ServingModel:
             ) from None
 
 
-def _monitor_drift_check(cfg: Settings, registry: Any, info: Any, warnings: list[str]) -> Any:
-    """The drift gate against the serving version's reference profile, as the monitoring flow's port."""
-    from mlops_layer.drift.config import DriftConfig
-    from mlops_layer.drift.gate import check
-    from mlops_layer.drift.profile import ReferenceProfile
-    from mlops_layer.lineage import PROFILE_ARTIFACT
+class _MonitorDrift:
+    """The drift gate against the serving version's reference profile (the ``drift:`` section of the policy), and
+    the Evidently report people open from an alert."""
 
-    data = registry.load_json_artifact(info.run_id, PROFILE_ARTIFACT) if info.run_id else None
-    if data is None:
-        warnings.append(
-            f"{info.name} v{info.version} has no reference profile ({PROFILE_ARTIFACT}): drift was not checked; "
-            "log one at training time with run.log_reference_profile(features)"
-        )
-        return lambda features, predictions: None
-    profile = ReferenceProfile.from_dict(data)
-    section = None
-    if cfg.policy_file.is_file():
-        import yaml
-
+    def __init__(self, cfg: Settings, registry: Any, info: Any, warnings: list[str]) -> None:
+        self.profile: Any = None
+        self.current: Any = None
+        self.verdict: Any = None
         try:
-            raw = yaml.safe_load(cfg.policy_file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{cfg.policy_file}: not valid YAML ({exc})") from None
-        section = raw.get("drift") if isinstance(raw, dict) else None
-    config = DriftConfig.from_dict(section, model=info.name, source=f"{cfg.policy_file} drift")
-    pred_col = config.prediction_column
-    if pred_col and pred_col not in profile.columns:
-        warnings.append(f"the reference profile has no {pred_col!r} column: prediction drift was not checked")
-        pred_col = None
-    config = dataclasses.replace(config, prediction_column=pred_col)
+            _, self.profile = _model_reference(registry, info.name, info.version)
+        except NotFoundError as exc:
+            warnings.append(f"drift was not checked: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+            return
+        self.config = drift_config(info.name, settings=cfg)
+        pred_col = self.config.prediction_column
+        if pred_col and pred_col not in self.profile.columns:
+            warnings.append(f"the reference profile has no {pred_col!r} column: prediction drift was not checked")
+            self.config = dataclasses.replace(self.config, prediction_column=None)
 
-    def run(frame: Any, predictions: Any) -> Any:
-        columns = [c for c in frame.columns if str(c) in profile.columns and str(c) != pred_col]
+    def check(self, frame: Any, predictions: Any) -> Any:
+        from mlops_layer.drift.gate import check
+
+        if self.profile is None:
+            return None
+        pred_col = self.config.prediction_column
+        columns = [c for c in frame.columns if str(c) in self.profile.columns and str(c) != pred_col]
         current = frame[columns]
         if pred_col:
             current = current.assign(**{pred_col: predictions})
-        return check(profile, current, config)
+        self.current = current
+        self.verdict = check(self.profile, current, self.config)
+        return self.verdict
 
-    return run
+    def report(self, path: Path) -> str:
+        from mlops_layer.adapters.evidently_report import write_report
+
+        written = write_report(path, self.profile, self.current, self.verdict, drift_share=self.config.drift_share)
+        return str(written.path)
 
 
 def monitor(
@@ -1601,17 +1604,12 @@ def monitor(
 
     from mlops_layer.adapters.mlflow import MlflowRegistry
     from mlops_layer.adapters.mlflow import load_model as _load
-    from mlops_layer.config import CONFIG_FILE
+    from mlops_layer.drift.io import file_digest
     from mlops_layer.lineage import parse_model_ref
+    from mlops_layer.monitoring import dispatch as notices
     from mlops_layer.monitoring.alerts import load_alert_rules
-    from mlops_layer.monitoring.monitor import BatchInput, file_sha256, read_batch, run_batch
-    from mlops_layer.monitoring.notifiers import (
-        NotifierFactory,
-        Outbox,
-        dispatch,
-        load_notifier_config,
-        recipients_from,
-    )
+    from mlops_layer.monitoring.monitor import BatchInput, read_batch, run_batch
+    from mlops_layer.monitoring.notifiers import dispatch
     from mlops_layer.monitoring.scoring import promoted_metrics
     from mlops_layer.monitoring.state import monitoring_dir
 
@@ -1624,7 +1622,7 @@ def monitor(
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     alert_rules = list(rules) if rules is not None else load_alert_rules(cfg.policy_file)
-    notifier_config = notifications or load_notifier_config(cfg.root / CONFIG_FILE)
+    factory = notices.notifier_factory(cfg, notifications)
     path = Path(batch)
     frame = read_batch(path)
     warnings: list[str] = []
@@ -1633,20 +1631,11 @@ def monitor(
     info = registry.resolve(name, ref)
     promoted = promoted_metrics(registry.get_run(info.run_id).metrics) if info.run_id else {}
     model = _ServingModel(_load(f"models:/{info.name}/{info.version}", cfg.tracking_uri, cfg.registry_uri))
-    drift = _monitor_drift_check(cfg, registry, info, warnings)
-    try:
-        from mlops_layer.governance.cards import load_card
-
-        recipients = recipients_from(load_card(cfg.cards_dir, info.name).stakeholders)
-    except NotFoundError:
-        recipients = []
-        warnings.append(f"no model card for {info.name!r}: alerts go to the local notification file only")
-    except ConfigError as exc:
-        recipients = []
-        warnings.append(f"the model card of {info.name!r} is invalid, stakeholders not notified: {exc.message}")
-    factory = NotifierFactory(notifier_config, cfg.state_dir)
-    outbox = Outbox(monitoring_dir(cfg.state_dir) / "outbox.jsonl")
+    drift = _MonitorDrift(cfg, registry, info, warnings)
+    recipients = notices.stakeholders(cfg, info.name, warnings)
+    outbox = notices.outbox(cfg)
     experiment = f"monitoring/{info.name}"
+    report_dir = monitoring_dir(cfg.state_dir) / "reports" / info.name
     inp = BatchInput(
         model=info.name,
         alias=alias,
@@ -1657,14 +1646,17 @@ def monitor(
         promoted=promoted,
         experiment=experiment,
         timestamp=when,
-        report=str(report) if report is not None else None,
-        batch_sha256=file_sha256(path),
+        batch_sha256=file_digest(path).removeprefix("sha256:"),
     )
     with _audit_store(cfg) as store:
         result = run_batch(
             inp,
             model=model,
-            drift=drift,
+            drift=drift.check,
+            report=(lambda seq: drift.report(Path(report) if report is not None else report_dir / f"batch-{seq:06d}.html"))
+            if drift.profile is not None
+            else None,
+            report_always=report is not None,
             tracking=_MonitoringTracking(cfg, info.name, experiment),
             trail=_MonitoringTrail(store, cfg.actor),
             notify=lambda events: dispatch(events, recipients, factory, outbox),
@@ -1691,8 +1683,8 @@ class AlertStatus:
 def alert_status(name: str, *, settings: Settings | None = None) -> AlertStatus:
     """The persisted alert state of ``name`` (no MLflow needed)."""
     from mlops_layer.monitoring.alerts import load_alert_rules
-    from mlops_layer.monitoring.notifiers import Outbox
-    from mlops_layer.monitoring.state import load_state, monitoring_dir
+    from mlops_layer.monitoring.dispatch import outbox
+    from mlops_layer.monitoring.state import load_state
 
     cfg = settings or load_settings()
     state = load_state(cfg.state_dir, name)
@@ -1712,8 +1704,7 @@ def alert_status(name: str, *, settings: Settings | None = None) -> AlertStatus:
                 "last": st.last if st else None,
             }
         )
-    outbox = Outbox(monitoring_dir(cfg.state_dir) / "outbox.jsonl")
-    queued = [e for e in outbox.entries() if str(e.get("alert_id", "")).startswith(f"{name}:")]
+    queued = [e for e in outbox(cfg).entries() if str(e.get("alert_id", "")).startswith(f"{name}:")]
     return AlertStatus(
         model=name,
         last_batch=state.last_seq,
@@ -1729,10 +1720,7 @@ def flush_notifications(*, settings: Settings | None = None) -> Any:
 
     Deliveries that fail again stay queued; nothing is audited twice (the first failure was).
     """
-    from mlops_layer.config import CONFIG_FILE
-    from mlops_layer.monitoring.notifiers import NotifierFactory, Outbox, load_notifier_config
-    from mlops_layer.monitoring.state import monitoring_dir
+    from mlops_layer.monitoring import dispatch as notices
 
     cfg = settings or load_settings()
-    factory = NotifierFactory(load_notifier_config(cfg.root / CONFIG_FILE), cfg.state_dir)
-    return Outbox(monitoring_dir(cfg.state_dir) / "outbox.jsonl").flush(factory.build)
+    return notices.outbox(cfg).flush(notices.notifier_factory(cfg).build)

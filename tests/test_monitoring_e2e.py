@@ -242,12 +242,17 @@ def test_drift_fires_once_notifies_then_clears(
     assert fired.observed is not None and fired.observed >= 0.5 and fired.threshold == 0.4
     assert fired.evidence["run_id"] == results[2].run_id and fired.evidence["step"] == "3"
     assert results[3].open_alerts == ("data-drift",) and results[-1].open_alerts == ()
+    # the Evidently report was written when the alert fired (only then) and is the alert's evidence
+    report = Path(fired.evidence["report"])
+    assert report.is_file() and report.suffix == ".html" and results[2].report == str(report)
+    assert [r.report is not None for r in results] == [False, False, True, False, False, False, False]
 
     # the webhook receiver got exactly one signed notification per event (Ops only wants data-drift)
     payloads = receiver.payloads()
     assert [(p["action"], p["data"]["rule"]) for p in payloads] == [("fired", "data-drift"), ("cleared", "data-drift")]
     assert all(verify_signature(SECRET, r["headers"], r["body"]) for r in receiver.requests)
     assert payloads[0]["data"]["model"] == MODEL and payloads[0]["data"]["version"] == store["version"]
+    assert payloads[0]["data"]["evidence"]["report"] == str(report)
     # the owner's email arrived through the SMTP server, once per event
     assert len(inbox.messages) == 2 and inbox.messages[0].rcpt_tos == ["owner@example.com"]
     assert b"data-drift" in inbox.messages[0].content
@@ -259,6 +264,8 @@ def test_drift_fires_once_notifies_then_clears(
     assert history[0].timestamp == int(T0.timestamp() * 1000)
     assert len(client.get_metric_history(first.run_id, "accuracy")) == 7
     assert client.get_experiment_by_name(f"monitoring/{MODEL}") is not None
+    reports = [a.path for a in client.list_artifacts(first.run_id, "reports/batch-000003")]
+    assert reports == [f"reports/batch-000003/{report.name}"]
 
     # the trail tells the story and verifies
     acts = [e.action for e in entries(cfg)]
@@ -337,3 +344,26 @@ def test_cli_monitor_json_alerts_status_and_errors(project: Settings, receiver: 
     assert noalias.exit_code == 2 and "no alias" in noalias.output
     flush = runner.invoke(app, ["alerts", "flush", "--json"])
     assert flush.exit_code == 0 and json.loads(flush.stdout) == {"delivered": [], "still_failed": []}
+
+
+def test_notify_stakeholders_of_a_waiting_challenger(
+    project: Settings, receiver: Receiver, smtp: tuple[Inbox, int]
+) -> None:
+    from mlops_layer.monitoring.dispatch import notify_stakeholders
+
+    inbox, port = smtp
+    told = notify_stakeholders(
+        project,
+        MODEL,
+        kind="approval.requested",
+        subject=f"{MODEL} v2 waits for approval to become @champion",
+        details={"version": "2", "target": "champion"},
+        also=["approver@example.com"],
+        config=fast(port),
+    )
+    assert told == ["Owner (email)", "approver@example.com (email)"]  # Ops only wants data-drift alerts
+    assert receiver.requests == []
+    assert sorted(m.rcpt_tos[0] for m in inbox.messages) == ["approver@example.com", "owner@example.com"]
+    assert b"waits for approval to become @champion" in inbox.messages[0].content
+    local = (project.state_dir / "monitoring" / "notifications.jsonl").read_text().splitlines()
+    assert json.loads(local[-1])["action"] == "approval.requested"

@@ -44,11 +44,15 @@ class FakeDrift:
 @dataclass
 class FakeTracking:
     calls: list[dict[str, Any]] = field(default_factory=list)
+    attached: list[tuple[str, str, int]] = field(default_factory=list)
 
     def log_batch(self, **kw: Any) -> tuple[str, str]:
         self.calls.append(kw)
         run_id = kw["run_id"] or f"run-v{kw['version']}"
         return run_id, f"runs:/{run_id}"
+
+    def attach(self, run_id: str, path: Path, seq: int) -> None:
+        self.attached.append((run_id, path.name, seq))
 
 
 @dataclass
@@ -232,3 +236,36 @@ def test_metric_drop_from_promoted_value(tmp_path: Path) -> None:
     result = monitor(tmp_path, batch(tmp_path, frame(shift=0.0)), rules=[rule])
     (a,) = result.assessments
     assert a.breached == (result.metrics["accuracy"] < 0.88) and a.threshold == pytest.approx(0.88)
+
+
+def test_evidently_report_is_written_when_an_alert_fires_and_becomes_its_evidence(tmp_path: Path) -> None:
+    tracking, written = FakeTracking(), []
+
+    def report(seq: int) -> str:
+        written.append(seq)
+        return str(tmp_path / f"r{seq}.html")
+
+    rule = AlertRule(name="d", type="drift_share", max=0.3)
+    for i, share in enumerate([0.1, 0.9, 0.9]):
+        result = monitor(
+            tmp_path, batch(tmp_path, frame(), i), share=share, rules=[rule], tracking=tracking, report=report
+        )
+        if i == 1:
+            assert result.events[0].evidence["report"] == str(tmp_path / "r2.html") and result.report.endswith(
+                "r2.html"
+            )
+    assert written == [2] and tracking.attached == [("run-v1", "r2.html", 2)]  # only when it fired
+    always = monitor(
+        tmp_path, batch(tmp_path, frame(), 9), share=0.0, tracking=tracking, report=report, report_always=True
+    )
+    assert always.report is not None and written == [2, 4]
+
+
+def test_a_failing_report_warns_and_monitoring_goes_on(tmp_path: Path) -> None:
+    def report(seq: int) -> str:
+        raise InputError("no column could be compared")
+
+    rule = AlertRule(name="d", type="drift_share", max=0.3)
+    result = monitor(tmp_path, batch(tmp_path, frame()), share=0.9, rules=[rule], report=report)
+    assert [e.kind for e in result.events] == ["fired"] and "report" not in result.events[0].evidence
+    assert any("could not be written" in w for w in result.warnings)

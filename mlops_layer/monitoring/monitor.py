@@ -9,7 +9,6 @@ two monitors of one model never lose each other's alert state.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlops_layer.audit.actions import ALERT_CLEARED, ALERT_FIRED, MONITOR_BATCH, NOTIFICATION_FAILED
-from mlops_layer.errors import InputError, NotFoundError
+from mlops_layer.errors import InputError
 from mlops_layer.monitoring.alerts import (
     FIRED,
     PREDICTION_DRIFT_SIGNAL,
@@ -32,9 +31,6 @@ from mlops_layer.monitoring.alerts import (
 from mlops_layer.monitoring.notifiers import DeliveryResult
 from mlops_layer.monitoring.scoring import evaluate_batch, metric_names, prediction_summary
 from mlops_layer.monitoring.state import load_state, model_lock, save_state
-
-BATCH_SUFFIXES = (".csv", ".parquet", ".pq")
-
 
 # ----------------------------------------------------------------------------------------------------------- ports
 
@@ -95,6 +91,10 @@ class TrackingPort(Protocol):
         """Log the batch; return (run id, a URL or URI people can open)."""
         ...
 
+    def attach(self, run_id: str, path: Path, seq: int) -> None:
+        """Add a file (the Evidently report of batch ``seq``) to the monitoring run."""
+        ...
+
 
 class TrailPort(Protocol):
     def append(
@@ -137,6 +137,7 @@ class MonitorResult:
     events: tuple[AlertEvent, ...]
     deliveries: tuple[DeliveryResult, ...]
     open_alerts: tuple[str, ...]
+    report: str | None
     run_id: str | None
     run_url: str | None
     experiment: str
@@ -174,6 +175,7 @@ class MonitorResult:
             "events": [e.to_dict() for e in self.events],
             "deliveries": [d.to_dict() for d in self.deliveries],
             "open_alerts": list(self.open_alerts),
+            "report": self.report,
             "run_id": self.run_id,
             "run_url": self.run_url,
             "experiment": self.experiment,
@@ -188,29 +190,13 @@ class MonitorResult:
 
 
 def read_batch(path: Path) -> Any:
-    """Read a production batch (CSV or Parquet) into a DataFrame; a clear InputError for anything else."""
-    import pandas as pd
+    """Read a production batch (CSV or Parquet, as the drift gate reads them); a clear InputError otherwise."""
+    from mlops_layer.drift.io import read_table
 
-    if not path.is_file():
-        raise NotFoundError(f"batch file {path} does not exist", hint="pass the batch with --batch FILE")
-    suffix = path.suffix.lower()
-    if suffix not in BATCH_SUFFIXES:
-        raise InputError(f"batch file {path} is not CSV or Parquet (suffix {suffix or 'none'!r})")
-    try:
-        frame = pd.read_csv(path, low_memory=False) if suffix == ".csv" else pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many types for a broken file
-        raise InputError(f"batch file {path} cannot be read: {type(exc).__name__}: {exc}") from None
+    frame = read_table(path, what="batch")
     if len(frame) == 0:
         raise InputError(f"batch file {path} has no rows", hint="monitor a batch with at least one row")
     return frame
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -226,7 +212,6 @@ class BatchInput:
     promoted: Mapping[str, float]
     experiment: str
     timestamp: datetime
-    report: str | None = None
     batch_sha256: str = ""
 
 
@@ -277,9 +262,15 @@ def run_batch(
     notify: Notify,
     rules: Sequence[AlertRule],
     state_dir: Path,
+    report: Callable[[int], str] | None = None,
+    report_always: bool = False,
     lock_timeout: float = 60.0,
 ) -> MonitorResult:
-    """Score ``inp`` and run the alert state machine; see the module docstring for the order of effects."""
+    """Score ``inp`` and run the alert state machine; see the module docstring for the order of effects.
+
+    ``report(seq)`` writes the Evidently report of the batch and returns its path: called for every batch with
+    ``report_always``, otherwise only when an alert fires (it is the alert's evidence, and it costs seconds).
+    """
     timings: dict[str, float] = {}
     warnings: list[str] = []
     clock = time.perf_counter()
@@ -392,8 +383,11 @@ def run_batch(
         lap("log")
 
         evidence = {"run_id": run_id, "run_url": run_url, "step": str(seq), "batch": str(inp.batch_path)}
-        if inp.report or (verdict is not None and verdict.report):
-            evidence["report"] = str(inp.report or (verdict.report if verdict is not None else ""))
+        report_path: str | None = None
+        if report is not None and report_always:
+            report_path = _write_report(report, seq, tracking, run_id, warnings)
+            if report_path:
+                evidence["report"] = report_path
         point = BatchPoint(
             seq=seq,
             timestamp=inp.timestamp,
@@ -427,6 +421,12 @@ def run_batch(
             },
         )
         state, events = evaluate_alerts(applicable, [point], state)
+        if report is not None and report_path is None and any(e.kind == FIRED for e in events):
+            report_path = _write_report(report, seq, tracking, run_id, warnings)
+            if report_path:
+                events = [
+                    replace(e, evidence={**e.evidence, "report": report_path}) if e.kind == FIRED else e for e in events
+                ]
         alert_seqs = tuple(
             trail.append(
                 ALERT_FIRED if e.kind == FIRED else ALERT_CLEARED,
@@ -471,6 +471,7 @@ def run_batch(
         events=tuple(events),
         deliveries=tuple(deliveries),
         open_alerts=tuple(state.open_alerts()),
+        report=report_path,
         run_id=run_id,
         run_url=run_url,
         experiment=inp.experiment,
@@ -479,3 +480,21 @@ def run_batch(
         timings=timings,
         warnings=tuple(warnings),
     )
+
+
+def _write_report(
+    report: Callable[[int], str], seq: int, tracking: TrackingPort, run_id: str, warnings: list[str]
+) -> str | None:
+    """The Evidently report is evidence, not the gate: a failure to write it warns and monitoring goes on."""
+    from mlops_layer.errors import MlopsError
+
+    try:
+        path = report(seq)
+    except MlopsError as exc:
+        warnings.append(f"the Evidently report could not be written: {exc}")
+        return None
+    try:
+        tracking.attach(run_id, Path(path), seq)
+    except MlopsError as exc:
+        warnings.append(f"the Evidently report could not be logged to MLflow: {exc}")
+    return path

@@ -59,7 +59,11 @@ class Recipient:
     alerts: tuple[str, ...] = ()
 
     def wants(self, event: AlertEvent) -> bool:
-        return not self.alerts or bool({event.rule, event.rule_type, event.severity, "*"} & set(self.alerts))
+        return self.wants_any(event.rule, event.rule_type, event.severity)
+
+    def wants_any(self, *keys: str) -> bool:
+        """Whether they asked for notices under any of ``keys`` (no filter: everything)."""
+        return not self.alerts or bool({*keys, "*"} & set(self.alerts))
 
 
 def recipients_from(stakeholders: Iterable[Any]) -> list[Recipient]:
@@ -133,9 +137,26 @@ def verify_signature(
     return hmac.compare_digest(sign(secret, delivery_id, timestamp, text), signature)
 
 
+def notice_payload(
+    kind: str, subject: str, details: Mapping[str, Any], *, sent_at: datetime | None = None
+) -> dict[str, Any]:
+    """The body of a notice that is not an alert (e.g. ``approval.requested`` for a challenger waiting)."""
+    when = sent_at or datetime.now(timezone.utc)
+    return {
+        "entity": "mlops_notice",
+        "action": kind,
+        "timestamp": when.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "subject": subject,
+        "data": dict(details),
+    }
+
+
 def render_email_text(payload: Mapping[str, Any]) -> tuple[str, str]:
     """Subject and plain-text body of the email for a notification payload."""
     data = payload.get("data") or {}
+    if payload.get("entity") == "mlops_notice":
+        lines = [str(payload.get("subject", "")), ""] + [f"{k}: {v}" for k, v in data.items()]
+        return f"[mlops] {payload.get('subject', payload.get('action', ''))}", "\n".join(lines) + "\n"
     verb = "ALERT" if data.get("kind") == "fired" else "RESOLVED"
     subject = f"[mlops {verb}] {data.get('model')} v{data.get('version')}: {data.get('rule')} ({data.get('severity')})"
     lines = [
@@ -781,52 +802,63 @@ class NotifierFactory:
         return None
 
 
+def deliver(
+    payload: Mapping[str, Any],
+    recipients: Sequence[Recipient],
+    factory: NotifierFactory,
+    outbox: Outbox,
+    *,
+    reference: str,
+) -> list[DeliveryResult]:
+    """Send one payload to the local notifiers and to every channel of ``recipients``; queue what fails.
+
+    ``reference`` (an alert id, or ``<model>:<kind>`` for other notices) is carried on each result and queued entry.
+    Never raises for a delivery problem: each one is a :class:`DeliveryResult` (``ok`` False and ``queued`` True
+    when it went to the outbox; ``skipped`` True when a channel is not configured, e.g. email without SMTP).
+    """
+    targets: list[tuple[str, Notifier | None, str, str]] = [("", n, n.channel, n.target) for n in factory.local()]
+    for person in recipients:
+        if person.webhook:
+            targets.append((person.name, factory.webhook(person.webhook), "webhook", person.webhook))
+        if person.email:
+            targets.append((person.name, factory.email(person.email), "email", person.email))
+    results: list[DeliveryResult] = []
+    for recipient, notifier, channel, target in targets:
+        delivery_id = str(uuid.uuid4())
+        if notifier is None:
+            results.append(
+                DeliveryResult(
+                    channel,
+                    target,
+                    False,
+                    delivery_id,
+                    0,
+                    error="email is not configured (no SMTP server)",
+                    recipient=recipient,
+                    alert_id=reference,
+                    skipped=True,
+                )
+            )
+            continue
+        result = replace(notifier.send(payload, delivery_id=delivery_id), recipient=recipient, alert_id=reference)
+        if not result.ok:
+            outbox.append(result, payload)
+            result = replace(result, queued=True)
+        results.append(result)
+    return results
+
+
 def dispatch(
     events: Sequence[AlertEvent],
     recipients: Sequence[Recipient],
     factory: NotifierFactory,
     outbox: Outbox,
 ) -> list[DeliveryResult]:
-    """Send every event to the local notifiers and to each recipient who wants it; queue what fails.
-
-    Never raises for a delivery problem: each one is a :class:`DeliveryResult` (``ok`` False and ``queued`` True
-    when it went to the outbox; ``skipped`` True when a channel is not configured, e.g. email without SMTP).
-    """
+    """Send every alert event to the local notifiers and to each recipient who wants it (see :func:`deliver`)."""
     results: list[DeliveryResult] = []
     for event in events:
-        payload = notification_payload(event)
-        targets: list[tuple[str, Notifier | None, str, str]] = [("", n, n.channel, n.target) for n in factory.local()]
-        for person in recipients:
-            if not person.wants(event):
-                continue
-            if person.webhook:
-                targets.append((person.name, factory.webhook(person.webhook), "webhook", person.webhook))
-            if person.email:
-                targets.append((person.name, factory.email(person.email), "email", person.email))
-        for recipient, notifier, channel, target in targets:
-            delivery_id = str(uuid.uuid4())
-            if notifier is None:
-                results.append(
-                    DeliveryResult(
-                        channel,
-                        target,
-                        False,
-                        delivery_id,
-                        0,
-                        error="email is not configured (no SMTP server)",
-                        recipient=recipient,
-                        alert_id=event.alert_id,
-                        skipped=True,
-                    )
-                )
-                continue
-            result = replace(
-                notifier.send(payload, delivery_id=delivery_id), recipient=recipient, alert_id=event.alert_id
-            )
-            if not result.ok:
-                outbox.append(result, payload)
-                result = replace(result, queued=True)
-            results.append(result)
+        wanted = [r for r in recipients if r.wants(event)]
+        results += deliver(notification_payload(event), wanted, factory, outbox, reference=event.alert_id)
     return results
 
 
