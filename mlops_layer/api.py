@@ -867,6 +867,17 @@ def _record_card_change(trail: Any, card: Any) -> int | None:
     return seq
 
 
+def _record_policy_change(trail: Any, policy: Any) -> int | None:
+    from mlops_layer.audit import actions
+
+    if trail.last_policy_hash() == policy.policy_hash:
+        return None
+    seq: int = trail.record(
+        actions.POLICY_CHANGED, subject={}, details={"policy_hash": policy.policy_hash, "path": policy.path}
+    )
+    return seq
+
+
 @contextlib.contextmanager
 def _governance_trail(cfg: Settings) -> Iterator[Any]:
     from mlops_layer.audit.store import AuditStore
@@ -984,6 +995,7 @@ def promote(name: str, version: str, to: str, *, automatic: bool = False, settin
     cfg = settings or load_settings()
     check_alias(to)
     with _governance(cfg) as gov:
+        _record_policy_change(gov.trail, gov.policy)
         with contextlib.suppress(MlopsError):  # an absent/invalid card is reported by the rules that need it
             _record_card_change(gov.trail, gov.load_card(name))
         return gov.promote(name, str(version), to, automatic=automatic)
@@ -1025,7 +1037,6 @@ def approve(
     from dataclasses import replace
 
     from mlops_layer.adapters.mlflow import MlflowRegistry
-    from mlops_layer.audit import actions
     from mlops_layer.errors import ApprovalError
     from mlops_layer.governance.approvals import (
         NAMESPACE,
@@ -1037,7 +1048,7 @@ def approve(
     )
     from mlops_layer.governance.identity import principal_for_key
     from mlops_layer.governance.policy import check_alias, load_policy
-    from mlops_layer.governance.promotion import approvals_tag, identity_of
+    from mlops_layer.governance.promotion import approvals_tag, approvals_tag_value, identity_of
 
     cfg = settings or load_settings()
     check_alias(to)
@@ -1075,18 +1086,7 @@ def approve(
         )[0]
         if not verified.valid:
             raise ApprovalError(f"the new approval does not verify: {verified.reason}")
-        body = signed.to_dict()
-        body.pop("audit_seq", None)
-        seq = trail.store.append(
-            actions.APPROVAL_REJECTED if reject else actions.APPROVAL_GRANTED,
-            actor=signer_principal,
-            subject={"model": name, "version": identity.version, "alias": to},
-            run_id=identity.run_id,
-            decision=statement.decision,
-            reasons=[statement.comment] if statement.comment else None,
-            details=body,
-        ).seq
-        trail._cache.clear()
+        seq = trail.record_approval(signed)
         standing = check_approvals(
             [a for a in trail.approvals(name, identity.version, to) if a.statement.action == action],
             identity,
@@ -1099,8 +1099,7 @@ def approve(
     latest: dict[str, str] = {}
     for c in sorted((c for c in standing if c.valid and c.principal), key=lambda c: c.time):
         latest[str(c.principal)] = c.decision
-    tag = ",".join(f"{who}:{what}" for who, what in sorted(latest.items()))
-    _mirror_governance_tags(registry, name, identity.version, {approvals_tag(to): tag})
+    _mirror_governance_tags(registry, name, identity.version, {approvals_tag(to): approvals_tag_value(latest)})
     return replace(signed, audit_seq=seq)
 
 

@@ -194,6 +194,10 @@ def test_first_promotion_moves_alias_audits_and_mirrors(project: Settings) -> No
     tags = version_tags(project, name, "1")
     assert json.loads(tags["mlops.decision.staging"])["allowed"] is True
     assert tags["mlops.policy.hash"] == decision.policy_hash
+    assert api.promote(name, "1", "staging", settings=project).allowed  # already there: allowed, nothing moves
+    with AuditStore.open(project.audit_url) as store:
+        changes = list(store.entries(action=actions.POLICY_CHANGED))
+    assert len(changes) == 1 and changes[0].details["policy_hash"] == decision.policy_hash
 
 
 def test_metric_never_logged_is_a_clear_audited_refusal(project: Settings) -> None:
@@ -226,6 +230,8 @@ def test_signed_approval_then_promotion(project: Settings, keys: dict[str, Path]
     api.approve(name, "1", "champion", key_path=keys["dan"], reject=True, comment="bias", settings=project)
     blocked = api.check(name, "1", "champion", settings=project)
     assert "dan@example.com (model-risk) rejected: bias" in failed(blocked)["approvals"]
+    tag = version_tags(project, name, "1")["mlops.approvals.champion"]
+    assert tag == "alice@example.com:approve,dan@example.com:reject"
 
 
 def test_registrant_cannot_approve_own_version(project: Settings, keys: dict[str, Path]) -> None:

@@ -56,6 +56,11 @@ def approvals_tag(alias: str) -> str:
     return f"mlops.approvals.{alias}"
 
 
+def approvals_tag_value(standing: Mapping[str, str]) -> str:
+    """``alice@example.com:approve,dan@example.com:reject`` (verified, counting statements only), or ``none``."""
+    return ",".join(f"{who}:{what}" for who, what in sorted(standing.items())) or "none"
+
+
 # -- ports ----------------------------------------------------------------------------------------------------------
 class VersionView(Protocol):
     """What the flow reads of a model version (``adapters.mlflow.VersionInfo`` satisfies it)."""
@@ -410,7 +415,12 @@ class Governance:
         approvals = next((r for r in d.rules if r.rule_type == "approvals"), None)
         tags: dict[str, str] = {decision_tag(d.target): d.summary_tag(), TAG_POLICY_HASH: d.policy_hash}
         if approvals is not None and isinstance(approvals.observed, dict):
-            tags[approvals_tag(d.target)] = ",".join(approvals.observed.get("approved_by", [])) or "none"
+            tags[approvals_tag(d.target)] = approvals_tag_value(
+                {
+                    **{p: "approve" for p in approvals.observed.get("approved_by", [])},
+                    **{p: "reject" for p in approvals.observed.get("rejected_by", [])},
+                }
+            )
         try:
             self.registry.set_version_tags(d.model, d.version, tags)
         except MlopsError as exc:

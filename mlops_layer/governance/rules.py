@@ -444,6 +444,7 @@ def evaluate_approvals(
     }
     approvers: list[ApprovalCheck] = []
     blockers: list[str] = []
+    rejecters: list[str] = []
     for principal, check in sorted(latest.items()):
         relevant = [r for r in check.roles if r in roles]
         if not relevant:
@@ -471,6 +472,7 @@ def evaluate_approvals(
             continue
         if check.decision == "reject":
             comment = check.approval.statement.comment
+            rejecters.append(principal)
             blockers.append(f"{principal} ({', '.join(relevant)}) rejected" + (f": {comment}" if comment else ""))
         else:
             approvers.append(check)
@@ -478,7 +480,7 @@ def evaluate_approvals(
     names = sorted(c.principal or "" for c in approvers)
     observed: dict[str, Any] = {"approved_by": names}
     if blockers:
-        observed["rejected_by"] = blockers
+        observed["rejected_by"] = rejecters
         return False, observed, expected, "; ".join(blockers + notes)
     missing_roles = []
     if require_each_role:

@@ -86,6 +86,29 @@ class AuditTrailView:
         self._cache.pop(subject.get("model", ""), None)
         return int(entry.seq)
 
+    def record_approval(self, approval: SignedApproval) -> int:
+        """Store a signed approval/rejection; the actor is the verified signer, the details the signed statement."""
+        st = approval.statement
+        body = approval.to_dict()
+        body.pop("audit_seq", None)
+        entry = self.store.append(
+            actions.APPROVAL_REJECTED if st.decision == "reject" else actions.APPROVAL_GRANTED,
+            actor=st.approver,
+            subject={"model": st.model, "version": st.version, "alias": st.target},
+            run_id=st.run_id,
+            decision=st.decision,
+            reasons=[st.comment] if st.comment else None,
+            details=body,
+        )
+        self._cache.pop(st.model, None)
+        return int(entry.seq)
+
+    def last_policy_hash(self) -> str | None:
+        last = None
+        for e in self.store.entries(action=actions.POLICY_CHANGED):
+            last = e.details.get("policy_hash")
+        return str(last) if last else None
+
     # -- reading -------------------------------------------------------------------------------------------------
     def approvals(self, model: str, version: str, target: str) -> list[SignedApproval]:
         """Every approval/rejection filed for this version and alias, as stored (the flow verifies each)."""
