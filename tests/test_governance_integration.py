@@ -46,6 +46,9 @@ POLICY = textwrap.dedent(
       audited:
         rules:
           - {type: metric_threshold, metric: auc, min: 0.7}
+      gated:
+        rollback: {requires_approvals: 1, roles: [model-risk]}
+        rules: []
     """
 )
 CARD = textwrap.dedent(
@@ -373,6 +376,20 @@ def test_rollback_returns_previous_holder(project: Settings) -> None:
     assert result.moved and result.previous == "2" and result.current == "1"
     acts = [e.action for e in trail(project, name)]
     assert acts[-2:] == [actions.ROLLBACK_DECIDED, actions.ALIAS_SET]
+
+
+def test_rollback_needing_a_signed_rollback_approval(project: Settings, keys: dict[str, Path]) -> None:
+    name = new_model(project, [0.85, 0.9])
+    assert api.promote(name, "1", "gated", settings=project).moved
+    assert api.promote(name, "2", "gated", settings=project).moved
+    refused = api.rollback(name, "gated", settings=project)
+    assert not refused.moved and "0 of 1" in failed(refused.decision)["rollback_approvals"]
+    # a promotion approval of v1 does not count for a rollback; a rollback approval does (non-NFC comment too)
+    api.approve(name, "1", "gated", key_path=keys["alice"], settings=project)
+    assert not api.rollback(name, "gated", settings=project).moved
+    api.approve(name, "1", "gated", key_path=keys["carol"], action="rollback", comment="cafe\u0301", settings=project)
+    done = api.rollback(name, "gated", settings=project)
+    assert done.moved and done.current == "1", failed(done.decision)
 
 
 def test_card_change_is_audited_once_per_content(project: Settings) -> None:

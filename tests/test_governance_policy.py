@@ -77,9 +77,7 @@ def test_good_policy_parses_into_values() -> None:
     assert isinstance(nr, NoRegression) and nr.direction == "lower" and nr.min_relative == 0.02
     assert isinstance(champion.rules[1], PromotionOrder) and champion.rules[1].min_days == 2
     appr = champion.rules[4]
-    assert (
-        isinstance(appr, Approvals) and appr.count == 2 and appr.exclude_registrant and appr.exclude_trainer
-    )
+    assert isinstance(appr, Approvals) and appr.count == 2 and appr.exclude_registrant and appr.exclude_trainer
     assert [rule_name(r) for r in champion.rules] == [
         "no_regression:rmse",
         "promotion_order:staging",
@@ -128,9 +126,7 @@ def test_unknown_rule_type_names_line_and_field() -> None:
               - type: vibes_check
         """
     )
-    assert msg.startswith(
-        "governance/policy.yaml:8: field 'targets.champion.rules[1].type': unknown rule type"
-    )
+    assert msg.startswith("governance/policy.yaml:8: field 'targets.champion.rules[1].type': unknown rule type")
     assert "metric_threshold" in msg  # the hint lists the known types
 
 
@@ -268,9 +264,7 @@ def test_card_errors_name_field_and_line(tmp_path: Path) -> None:
     msg = card_error(GOOD_CARD.replace("    email: credit-ops@example.com\n", "    email: nobody\n"))
     assert "field 'stakeholders[0].email'" in msg and "not an email address" in msg
     msg = card_error(
-        GOOD_CARD.replace(
-            "  - name: On call\n    webhook: https://hooks.example.com/oncall\n", "  - name: On call\n"
-        )
+        GOOD_CARD.replace("  - name: On call\n    webhook: https://hooks.example.com/oncall\n", "  - name: On call\n")
     )
     assert "credit.yaml:20:" in msg and "has no channel" in msg
     msg = card_error(GOOD_CARD.replace("business_owner: carol@example.com\n", ""))
