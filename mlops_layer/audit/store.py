@@ -285,8 +285,8 @@ class AuditStore:
                     if last is None:
                         seq, prev, prev_ts = 1, GENESIS_DIGEST, None
                     else:
-                        seq, prev = int(last[0]) + 1, bytes(last[1])
-                        prev_ts = _timestamp_of(bytes(last[2]))
+                        seq, prev = int(last[0]) + 1, _bytes(last[1])
+                        prev_ts = _timestamp_of(_bytes(last[2]))
                     now = self._clock()
                     clock: datetime | None = None
                     if prev_ts is not None and now < prev_ts:
@@ -346,7 +346,7 @@ class AuditStore:
         """(number of entries, hash of the last entry); ``(0, GENESIS)`` when the trail is empty."""
         with self._read() as conn:
             row = conn.exec_driver_sql(f"SELECT seq, entry_hash FROM {ENTRIES} ORDER BY seq DESC LIMIT 1").first()
-        return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]).hex())
+        return (0, GENESIS) if row is None else (int(row[0]), _bytes(row[1]).hex())
 
     def get(self, seq: int) -> AuditEntry:
         """The entry with sequence number ``seq``; NotFoundError if there is none."""
@@ -469,7 +469,12 @@ class AuditStore:
 
 
 def _entry(row: Any) -> AuditEntry:
-    return AuditEntry(int(row[0]), bytes(row[1]).hex(), bytes(row[2]).hex(), bytes(row[3]))
+    return AuditEntry(int(row[0]), _bytes(row[1]).hex(), _bytes(row[2]).hex(), _bytes(row[3]))
+
+
+def _bytes(value: Any) -> bytes:
+    """Column value as bytes: SQLite may hand back TEXT for a BLOB someone rewrote by hand."""
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
 
 
 def _timestamp_of(body: bytes) -> datetime | None:

@@ -139,7 +139,12 @@ def scan_chain(rows: Iterable[Row], watch: Iterable[int] = ()) -> ChainScan:
             next_prev_of[seq - 1] = ph
         if seq != expected:
             flags.append(("gap", seq, expected))
-        calc = sha256(tag + pack(seq) + ph + body).digest() if len(ph) == 32 and seq >= 0 else b""
+        try:
+            calc = sha256(tag + pack(seq) + ph + body).digest() if len(ph) == 32 else b""
+        except (TypeError, struct.error):
+            # a value stored with another type (SQLite lets a BLOB become TEXT): judge its bytes, not its type
+            seq, ph, eh, body = _coerce(seq, ph, eh, body)
+            calc = sha256(tag + pack(seq) + ph + body).digest() if len(ph) == 32 and seq >= 0 else b""
         if ph != prev:
             flags.append(("link", seq, (ph, prev)))
         if calc != eh:
@@ -162,6 +167,15 @@ def scan_chain(rows: Iterable[Row], watch: Iterable[int] = ()) -> ChainScan:
     scan = ChainScan(size=size, head=prev.hex() if size else GENESIS, hashes_at=hashes_at)
     scan.problems = _explain(flags, next_prev_of)
     return scan
+
+
+def _coerce(seq: Any, ph: Any, eh: Any, body: Any) -> Row:
+    def as_bytes(value: Any) -> bytes:
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogateescape")
+        return bytes(value) if value is not None else b""
+
+    return int(seq), as_bytes(ph), as_bytes(eh), as_bytes(body)
 
 
 def _explain(flags: list[tuple[str, int, Any]], next_prev_of: dict[int, bytes]) -> list[Problem]:
