@@ -332,6 +332,13 @@ def test_alias_moved_behind_the_layers_back_between_check_and_promote(project: S
 
     assert MlflowRegistry(project.tracking_uri).get_aliases(name)["staging"] == "2"  # left for reconciliation
     assert trail(project, name)[-1].decision == "refused"
+    # reconciliation finds it; once the incident is recorded, governance resumes from the registry's state
+    report = api.reconcile_audit(settings=project, record_incident=True)
+    assert any(f.model == name and f.alias == "staging" for f in report.findings)
+    resumed = api.promote(name, "3", "staging", settings=project)
+    assert resumed.moved and resumed.previous == "2", failed(resumed.decision)
+    assert "recorded as incident" in resumed.decision.rules[0].message
+    assert not [f for f in api.reconcile_audit(settings=project).findings if f.model == name]
 
 
 def _race(root: str, name: str, version: str, barrier: Any, out: Any) -> None:

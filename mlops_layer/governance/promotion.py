@@ -91,11 +91,17 @@ class RegistryPort(Protocol):
 
 @dataclass(frozen=True)
 class AliasRecord:
-    """What the audit trail says about one alias: whether it tracks it at all, and the version it should hold."""
+    """What the audit trail says about one alias: whether it tracks it at all, and the version it should hold.
+
+    ``incident_seq``/``incident_actual``: a reconciliation incident recorded after the last alias event, naming the
+    holder found in the registry (None: found unset). It acknowledges an out-of-band move so governance can resume.
+    """
 
     tracked: bool
     version: str | None
     seq: int | None = None
+    incident_seq: int | None = None
+    incident_actual: str | None = None
 
 
 class TrailPort(Protocol):
@@ -295,6 +301,16 @@ class Governance:
                 "the registry agrees with the audit trail",
                 "builtin",
             )
+        if record.incident_seq is not None and record.incident_actual == registry_holder:
+            return RuleResult(
+                "registry_matches_trail",
+                True,
+                registry_holder,
+                expected,
+                f"{name}@{alias} was moved to {_v(registry_holder)} behind the layer's back (the trail says "
+                f"{_v(record.version)}); recorded as incident #{record.incident_seq}, so governance resumes from it",
+                "builtin",
+            )
         return RuleResult(
             "registry_matches_trail",
             False,
@@ -302,7 +318,7 @@ class Governance:
             record.version,
             f"the registry says {name}@{alias} -> {_v(registry_holder)} but the audit trail says "
             f"{_v(record.version)} (seq {record.seq}): the alias was moved behind the layer's back; "
-            "run `mlops audit reconcile` and record the incident before promoting",
+            "put it back, or record the incident (`mlops audit reconcile --record-incident`) before promoting",
             "builtin",
         )
 

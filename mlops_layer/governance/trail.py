@@ -23,6 +23,7 @@ _READ = (
     actions.DRIFT_CHECKED,
     actions.MODEL_REGISTERED,
     actions.CARD_CHANGED,
+    actions.RECONCILE_INCIDENT,
 )
 _PASSED = {"passed", "pass", "ok", "allowed", "no drift"}
 
@@ -154,11 +155,24 @@ class AuditTrailView:
         return holds + list(current.values())
 
     def alias_record(self, model: str, alias: str) -> AliasRecord:
+        """The holder the trail expects, plus a reconciliation incident recorded since (if any)."""
+        incident: EntryView | None = None
         for e in reversed(self._entries(model)):
-            if e.action in (actions.ALIAS_SET, actions.ALIAS_DELETED) and e.subject.get("alias") == alias:
+            if e.subject.get("alias") != alias:
+                continue
+            if e.action == actions.RECONCILE_INCIDENT and incident is None:
+                incident = e
+            elif e.action in (actions.ALIAS_SET, actions.ALIAS_DELETED):
                 version = e.subject.get("version") if e.action == actions.ALIAS_SET else None
-                return AliasRecord(True, version, e.seq)
-        return AliasRecord(False, None)
+                return AliasRecord(True, version, e.seq, *self._incident(incident))
+        return AliasRecord(False, None, None, *self._incident(incident))
+
+    @staticmethod
+    def _incident(entry: EntryView | None) -> tuple[int | None, str | None]:
+        if entry is None:
+            return None, None
+        actual = entry.details.get("actual")
+        return entry.seq, None if actual is None else str(actual)
 
     def drift_status(self, model: str, version: str) -> DriftStatus | None:
         for e in reversed(self._entries(model)):
