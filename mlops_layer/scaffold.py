@@ -15,7 +15,7 @@ governance_dir: governance
 
 ALLOWED_SIGNERS = """\
 # Who may sign approvals and audit checkpoints, in git's allowed_signers format (man ssh-keygen):
-#   alice@example.com namespaces="mlops-approval,mlops-checkpoint" ssh-ed25519 AAAA... alice
+#   alice@example.com namespaces="mlops-approval,mlops-audit-checkpoint" ssh-ed25519 AAAA... alice
 # Changes to this file are reviewed by pull request like any other governance file.
 """
 

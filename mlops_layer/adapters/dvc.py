@@ -244,3 +244,8 @@ def missing_in_remote(root: Path, remote: str | None = None) -> list[str]:
 
 def push(root: Path, remote: str | None = None) -> None:
     run_dvc(root, "push", "-q", *(["--remote", remote] if remote else []))
+
+
+def has_remote(root: Path) -> bool:
+    """Whether a DVC remote is configured (``dvc remote list`` prints one)."""
+    return bool(run_dvc(root, "remote", "list").strip())
