@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_layer.config import Settings, load_settings
-from mlops_layer.errors import ConfigError, InputError, MlopsError, NotFoundError
+from mlops_layer.errors import BackendError, ConfigError, InputError, MlopsError, NotFoundError
 from mlops_layer.lineage import TAG_LINEAGE, Lineage
 
 
@@ -483,6 +483,17 @@ class StatusReport:
     audit: dict[str, Any]
 
 
+def _decision_word(tag: str) -> str:
+    """The mirrored decision tag holds JSON; status shows its verdict."""
+    try:
+        body = json.loads(tag)
+    except ValueError:
+        return tag
+    if isinstance(body, dict) and "allowed" in body:
+        return "allowed" if body["allowed"] else "refused"
+    return tag
+
+
 def status(name: str | None = None, *, settings: Settings | None = None) -> StatusReport:
     """Registered models, their versions and aliases, governance tags, and the audit trail's head."""
     from mlops_layer.adapters.mlflow import MlflowRegistry
@@ -494,19 +505,20 @@ def status(name: str | None = None, *, settings: Settings | None = None) -> Stat
     models = []
     for model in names:
         versions = registry.versions(model)
+        aliases = registry.get_aliases(model)
         models.append(
             ModelStatus(
                 name=model,
-                aliases=registry.get_aliases(model),
+                aliases=aliases,
                 versions=tuple(
                     VersionStatus(
                         version=v.version,
-                        aliases=v.aliases,
+                        aliases=tuple(sorted(a for a, held in aliases.items() if held == v.version)),
                         run_id=v.run_id,
                         git_commit=v.tags.get(TAG_COMMIT),
                         created=v.creation_time.isoformat(timespec="seconds") if v.creation_time else None,
                         decision={
-                            k.removeprefix("mlops.decision."): val
+                            k.removeprefix("mlops.decision."): _decision_word(val)
                             for k, val in v.tags.items()
                             if k.startswith("mlops.decision.")
                         },
@@ -1599,6 +1611,7 @@ def monitor(
     ``rules`` (AlertRule list) and ``notifications`` (NotifierConfig) override the project's files.
     Returns a :class:`mlops_layer.monitoring.monitor.MonitorResult`.
     """
+    import time
     from datetime import datetime, timezone
 
     from mlops_layer.adapters.mlflow import MlflowRegistry
@@ -1623,14 +1636,19 @@ def monitor(
     alert_rules = list(rules) if rules is not None else load_alert_rules(cfg.policy_file)
     factory = notices.notifier_factory(cfg, notifications)
     path = Path(batch)
+    started = time.perf_counter()
     frame = read_batch(path)
+    digest = file_digest(path).removeprefix("sha256:")
+    read_s = time.perf_counter() - started
     warnings: list[str] = []
 
+    started = time.perf_counter()
     registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
     info = registry.resolve(name, ref)
     promoted = promoted_metrics(registry.get_run(info.run_id).metrics) if info.run_id else {}
     model = _ServingModel(_load(f"models:/{info.name}/{info.version}", cfg.tracking_uri, cfg.registry_uri))
     drift = _MonitorDrift(cfg, registry, info, warnings)
+    load_s = time.perf_counter() - started
     recipients = notices.stakeholders(cfg, info.name, warnings)
     outbox = notices.outbox(cfg)
     experiment = f"monitoring/{info.name}"
@@ -1645,7 +1663,7 @@ def monitor(
         promoted=promoted,
         experiment=experiment,
         timestamp=when,
-        batch_sha256=file_digest(path).removeprefix("sha256:"),
+        batch_sha256=digest,
     )
     with _audit_store(cfg) as store:
         result = run_batch(
@@ -1662,8 +1680,11 @@ def monitor(
             rules=alert_rules,
             state_dir=cfg.state_dir,
         )
-    if warnings:
-        result = dataclasses.replace(result, warnings=(*warnings, *result.warnings))
+    result = dataclasses.replace(
+        result,
+        warnings=(*warnings, *result.warnings),
+        timings={"read": read_s, "load_model": load_s, **result.timings},
+    )
     return result
 
 
@@ -1723,3 +1744,236 @@ def flush_notifications(*, settings: Settings | None = None) -> Any:
 
     cfg = settings or load_settings()
     return notices.outbox(cfg).flush(notices.notifier_factory(cfg).build)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# retraining  (owner: lead)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """What ``retrain`` did: why, on which data version, which challenger, and what the policy said."""
+
+    model: str
+    ran: bool
+    reasons: tuple[str, ...]
+    data_version: str | None = None
+    version: str | None = None
+    target: str | None = None
+    promoted_to: tuple[str, ...] = ()
+    decision: Any = None
+    waiting_for_approval: bool = False
+    notified: tuple[str, ...] = ()
+    audit_seqs: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        decision = self.decision.to_dict() if hasattr(self.decision, "to_dict") else self.decision
+        return {
+            "model": self.model,
+            "ran": self.ran,
+            "reasons": list(self.reasons),
+            "data_version": self.data_version,
+            "version": self.version,
+            "target": self.target,
+            "promoted_to": list(self.promoted_to),
+            "waiting_for_approval": self.waiting_for_approval,
+            "decision": decision,
+            "notified": list(self.notified),
+            "audit_seqs": list(self.audit_seqs),
+        }
+
+
+def _last_trained(cfg: Settings, name: str) -> Any:
+    from mlops_layer.audit import actions
+
+    last = None
+    with _audit_store(cfg) as trail:
+        for entry in trail.entries(model=name, action=actions.MODEL_REGISTERED):
+            last = entry.timestamp
+    return last
+
+
+def _open_alerts(cfg: Settings, name: str) -> list[str]:
+    try:
+        from mlops_layer.monitoring.state import load_state
+    except ImportError:  # monitoring not installed in this build
+        return []
+    return list(load_state(cfg.state_dir, name).open_alerts())
+
+
+def _targets_in_order(cfg: Settings, name: str, to: str) -> list[str]:
+    """``to`` preceded by the aliases its promotion_order rules require it to have held (staging before champion)."""
+    from mlops_layer.governance.policy import PromotionOrder, load_policy
+
+    policy = load_policy(cfg.policy_file)
+    chain = [to]
+    while True:
+        target = policy.targets.get(chain[0])
+        before = [r.must_have_held for r in (target.rules if target else ()) if isinstance(r, PromotionOrder)]
+        if not before or before[0] in chain:
+            return chain
+        chain.insert(0, before[0])
+
+
+def _commit_new_data(cfg: Settings, batch: Path, data_dir: str) -> str:
+    """Copy the labelled batch into the DVC-tracked folder, ``dvc add`` it and commit: a new data version."""
+    import shutil
+    from datetime import datetime, timezone
+
+    from mlops_layer.adapters import dvc
+    from mlops_layer.adapters.git import GitRepo
+    from mlops_layer.retrain import check_new_batch
+
+    folder = cfg.root / data_dir
+    check_new_batch(batch, sorted(folder.glob("*.csv")))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    dest = folder / f"{batch.stem}-{stamp}{batch.suffix.lower()}"
+    shutil.copy2(batch, dest)
+    try:
+        dvc.run_dvc(cfg.root, "add", "-q", data_dir)
+    except MlopsError:
+        dest.unlink(missing_ok=True)  # leave no half-added data behind
+        raise
+    refs = dvc.read_dvc_file(cfg.root / f"{data_dir}.dvc")
+    repo = GitRepo(cfg.root)
+    repo.repo.git.add(f"{data_dir}.dvc")
+    repo.repo.git.commit("-q", "-m", f"retrain: new data version of {data_dir} ({dest.name})", "--", f"{data_dir}.dvc")
+    if dvc.has_remote(cfg.root):
+        dvc.push(cfg.root)
+    return refs[0].md5 if refs else ""
+
+
+def _notify_waiting(cfg: Settings, name: str, version: str, target: str, decision: Any) -> tuple[str, ...]:
+    """Tell the card's stakeholders that a challenger waits for their approval (best effort, failures audited)."""
+    from mlops_layer.monitoring import dispatch
+
+    reasons = [r.message for r in getattr(decision, "rules", ()) if not r.passed]
+    return tuple(
+        dispatch.notify_stakeholders(
+            cfg,
+            name,
+            kind="approval.requested",
+            subject=f"{name} v{version} waits for approval to become @{target}",
+            details={"model": name, "version": version, "target": target, "failing_rules": reasons},
+        )
+    )
+
+
+def retrain(
+    name: str,
+    *,
+    data: Path | str | None = None,
+    if_needed: bool = False,
+    to: str = "champion",
+    data_dir: str = "data/raw",
+    settings: Settings | None = None,
+) -> RetrainResult:
+    """Retrain ``name``: new labelled data becomes a DVC data version, ``dvc repro`` registers a challenger, and the
+    challenger goes through the same policy (automatic where the policy allows it, else it waits for approvals and
+    the approvers are told). Every step is audited; a failure leaves the current aliases untouched.
+    """
+    from datetime import datetime, timezone
+
+    from mlops_layer.adapters import dvc
+    from mlops_layer.adapters.mlflow import MlflowRegistry
+    from mlops_layer.audit import actions
+    from mlops_layer.governance.cards import load_card
+    from mlops_layer.locks import file_lock, lock_path
+    from mlops_layer.retrain import retrain_need
+
+    cfg = settings or load_settings()
+    registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+    try:
+        cadence = load_card(cfg.cards_dir, name).retraining.cadence
+    except NotFoundError:
+        cadence = None
+    need = retrain_need(
+        open_alerts=_open_alerts(cfg, name),
+        cadence=cadence,
+        last_trained=_last_trained(cfg, name),
+        now=datetime.now(timezone.utc),
+    )
+    reasons = need.reasons or (("new labelled data",) if data else ("requested",))
+    if if_needed and not need.needed:
+        return RetrainResult(model=name, ran=False, reasons=("not needed: no open alert and no cadence due",))
+    batch = Path(data).resolve() if data is not None else None
+    targets = _targets_in_order(cfg, name, to)
+    seqs: list[int] = []
+    with file_lock(
+        lock_path(cfg.state_dir, "retrain", name),
+        timeout=0,
+        what=f"retraining of {name!r}",
+        hint="another `mlops retrain` of this model is running; wait for it and check `mlops status`",
+    ), _audit_store(cfg) as trail:
+        before = {v.version for v in registry.versions(name)} if registry.model_exists(name) else set()
+        aliases_before = registry.get_aliases(name) if before else {}
+        seqs.append(
+            trail.append(
+                actions.RETRAIN_STARTED,
+                actor=cfg.actor,
+                subject={"model": name},
+                details={"reasons": list(reasons), "data": str(batch) if batch else None, "targets": targets},
+            ).seq
+        )
+        step = "bringing in the new data"
+        try:
+            data_md5 = _commit_new_data(cfg, batch, data_dir) if batch else None
+            step = "running the pipeline (dvc repro)"
+            dvc.repro(cfg.root)
+            step = "finding the challenger"
+            new = [v for v in registry.versions(name) if v.version not in before]
+            if not new:
+                raise BackendError(
+                    f"`dvc repro` finished but registered no new version of {name}",
+                    hint="does the pipeline's register stage depend on the changed data?",
+                )
+            challenger = new[-1].version
+        except MlopsError as exc:
+            seqs.append(
+                trail.append(
+                    actions.RETRAIN_FAILED,
+                    actor=cfg.actor,
+                    subject={"model": name},
+                    details={"step": step, "error": str(exc), "aliases_unchanged": aliases_before},
+                ).seq
+            )
+            raise type(exc)(f"retraining {name} failed while {step}: {exc.message}", hint=exc.hint) from exc
+    promoted: list[str] = []
+    decision = None
+    for target in targets:
+        result = promote(name, challenger, target, automatic=True, settings=cfg)
+        decision = result.decision
+        if not result.moved:
+            break
+        promoted.append(target)
+    waiting = len(promoted) < len(targets)
+    notified = _notify_waiting(cfg, name, challenger, targets[len(promoted)], decision) if waiting else ()
+    with _audit_store(cfg) as trail:
+        seqs.append(
+            trail.append(
+                actions.RETRAIN_COMPLETED,
+                actor=cfg.actor,
+                subject={"model": name, "version": challenger},
+                details={
+                    "reasons": list(reasons),
+                    "data_md5": data_md5,
+                    "promoted_to": promoted,
+                    "waiting_for": None if not waiting else targets[len(promoted)],
+                    "notified": list(notified),
+                },
+            ).seq
+        )
+    return RetrainResult(
+        model=name,
+        ran=True,
+        reasons=tuple(reasons),
+        data_version=data_md5,
+        version=challenger,
+        target=to,
+        promoted_to=tuple(promoted),
+        decision=decision,
+        waiting_for_approval=waiting,
+        notified=notified,
+        audit_seqs=tuple(seqs),
+    )
