@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,26 +62,9 @@ def approvals_tag_value(standing: Mapping[str, str]) -> str:
 
 
 # -- ports ----------------------------------------------------------------------------------------------------------
-class VersionView(Protocol):
-    """What the flow reads of a model version (``adapters.mlflow.VersionInfo`` satisfies it)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def run_id(self) -> str | None: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def tags(self) -> dict[str, str]: ...
-    @property
-    def creation_time(self) -> datetime | None: ...
-    @property
-    def model_id(self) -> str | None: ...
-
-
 class RegistryPort(Protocol):
+    """The registry as the flow uses it (``adapters.mlflow.MlflowRegistry`` satisfies it)."""
+
     def get_version(self, name: str, version: str | int) -> Any: ...
     def get_aliases(self, name: str) -> dict[str, str]: ...
     def set_alias(self, name: str, alias: str, version: str | int) -> None: ...
@@ -206,7 +189,6 @@ class Governance:
     lineage_probe: Callable[[Any, bool, bool], LineageStatus | None] | None = None
     clock: Callable[[], datetime] = utc_now
     before_move: Callable[[], None] | None = None  # test hook: runs after evaluation, before taking the lock
-    notes: list[str] = field(default_factory=list)
 
     # -- context ---------------------------------------------------------------------------------------------
     def candidate(self, info: Any, metrics: Mapping[str, float]) -> Candidate:
