@@ -269,3 +269,24 @@ def test_a_failing_report_warns_and_monitoring_goes_on(tmp_path: Path) -> None:
     result = monitor(tmp_path, batch(tmp_path, frame()), share=0.9, rules=[rule], report=report)
     assert [e.kind for e in result.events] == ["fired"] and "report" not in result.events[0].evidence
     assert any("could not be written" in w for w in result.warnings)
+
+
+def test_two_monitors_of_one_model_at_once_lose_nothing(tmp_path: Path) -> None:
+    import threading
+
+    tracking, trail, results = FakeTracking(), FakeTrail(), []
+    rule = AlertRule(name="d", type="drift_share", max=0.3, window=Window(2, 2))
+
+    def one(i: int) -> None:
+        results.append(
+            monitor(tmp_path, batch(tmp_path, frame(), i), share=0.9, rules=[rule], tracking=tracking, trail=trail)
+        )
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(r.seq for r in results) == [1, 2, 3, 4]
+    assert sum(len(r.events) for r in results) == 1  # fired once, at the second batch, whoever ran it
+    assert load_state(tmp_path / "state", "churn").last_seq == 4

@@ -660,7 +660,7 @@ class Outbox:
         self.path = path
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:
-        from mlops_layer.monitoring.state import file_lock
+        from mlops_layer.locks import file_lock
 
         return file_lock(self.path.with_suffix(".lock"), what="the notification outbox")
 

@@ -1,7 +1,8 @@
 """Where monitoring keeps its local state: one JSON file of alert state per model, written atomically, under a lock.
 
-Layout under ``settings.state_dir / "monitoring"``: ``<model>.json`` (the :class:`AlertState`), ``<model>.lock``
-(held while a batch is processed, so two monitors of one model cannot lose each other's updates),
+Layout under ``settings.state_dir / "monitoring"``: ``<model>.json`` (the :class:`AlertState`; while a batch is
+processed ``<state_dir>/locks/monitor-<model>.lock`` is held, so two monitors of one model cannot lose each other's
+updates),
 ``outbox.jsonl`` (failed deliveries, see :mod:`mlops_layer.monitoring.notifiers`) and ``notifications.jsonl``
 (the file notifier of the embedded default).
 """
@@ -13,11 +14,9 @@ import json
 import os
 import re
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from mlops_layer.errors import ConcurrencyError, ConfigError, InputError
+from mlops_layer.errors import ConfigError, InputError
 from mlops_layer.monitoring.alerts import AlertState
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -78,36 +77,13 @@ def save_state(state_dir: Path, state: AlertState) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def file_lock(path: Path, *, timeout: float = 30.0, what: str = "") -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (created if needed); ConcurrencyError after ``timeout`` s."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ConcurrencyError(
-                        f"{what or path} is busy: another process holds {path}",
-                        hint="wait for the other monitoring run to finish, then retry",
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 def model_lock(state_dir: Path, model: str, *, timeout: float = 30.0) -> contextlib.AbstractContextManager[None]:
-    """The lock held while one batch of ``model`` is processed."""
+    """The lock held while one batch of ``model`` is processed (the layer's shared flock, kind ``monitor``)."""
+    from mlops_layer.locks import file_lock, lock_path
+
     return file_lock(
-        monitoring_dir(state_dir) / f"{_safe(model)}.lock", timeout=timeout, what=f"monitoring of {model!r}"
+        lock_path(state_dir, "monitor", _safe(model)),
+        timeout=timeout,
+        what=f"monitoring of {model!r}",
+        hint="another `mlops monitor` of this model is running; wait for it to finish, then retry",
     )
