@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from mlops_layer.cli.app import app
-from mlops_layer.cli.render import console, err_console, ok_mark, print_json, table
+from mlops_layer.cli.render import console, err_console, ok_mark, print_json
 
 JSON_HELP = "Print the result as JSON (for machines) instead of tables."
 
@@ -104,7 +104,7 @@ def drift_cmd(
             progress=update,
         )
     if json_out:
-        print_json(result)
+        print_json(result.to_dict())
     else:
         _render(result)
     if not result.passed:
@@ -112,31 +112,48 @@ def drift_cmd(
 
 
 def _render(result: Any) -> None:
+    import re
+
     subject = f"{result.model} v{result.version}" if result.model else "ad hoc check"
+    reference = re.sub(r"(sha256:[0-9a-f]{12})[0-9a-f]+", r"\1…", result.reference or "")
     console.print(
-        f"[bold]{subject}[/] · {result.n_current:,} rows vs reference of {result.n_reference:,} "
-        f"({result.reference})" + (" · significance-tested (small batch)" if result.significance_tested else "")
+        f"[bold]{subject}[/] · {result.n_current:,} rows vs reference of {result.n_reference:,} ({reference})"
+        + (" · significance-tested (small batch)" if result.significance_tested else ""),
+        markup=True,
+        highlight=False,
     )
-    rows = []
-    for col in (*result.columns, *([result.prediction] if result.prediction else [])):
-        label = col.name + (" (prediction)" if result.prediction is not None and col is result.prediction else "")
-        rows.append(
-            (
-                label,
-                col.kind,
-                col.method,
-                _fmt(col.score),
-                col.threshold,
-                "" if col.p_value is None else f"{col.p_value:.3g}",
-                ok_mark(None) if col.score is None else ("[red]drift[/]" if col.drifted else "[green]ok[/]"),
-                col.note or "",
-            )
+    from rich.markup import escape
+    from rich.table import Table
+
+    cols = [*result.columns, *([result.prediction] if result.prediction else [])]
+    show_p = any(c.p_value is not None for c in cols)
+    show_note = any(c.note for c in cols)
+    t = Table(title_justify="left")
+    t.add_column("column", overflow="fold")
+    t.add_column("method", no_wrap=True)
+    t.add_column("score", justify="right", no_wrap=True)
+    t.add_column("threshold", justify="right", no_wrap=True)
+    if show_p:
+        t.add_column("p (adj.)", justify="right", no_wrap=True)
+    t.add_column("drifted", no_wrap=True)
+    if show_note:
+        t.add_column("note", overflow="fold")
+    for col in cols:
+        label = escape(col.name) + (
+            " (prediction)" if result.prediction is not None and col is result.prediction else ""
         )
-    console.print(table(None, ["column", "kind", "method", "score", "threshold", "p (adj.)", "drifted", "note"], rows))
+        row = [label, col.method, _fmt(col.score), f"{col.threshold:g}"]
+        if show_p:
+            row.append("" if col.p_value is None else f"{col.p_value:.3g}")
+        row.append(ok_mark(None) if col.score is None else ("[red]drift[/]" if col.drifted else "[green]ok[/]"))
+        if show_note:
+            row.append(escape(col.note or ""))
+        t.add_row(*row)
+    console.print(t)
     for problem in result.schema_problems:
-        console.print(f"[red]schema:[/] {problem}")
+        console.print(f"[red]schema:[/] {escape(problem)}", soft_wrap=True)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if result.report:
         console.print(f"Evidently report: {result.report}")
     verdict = (

@@ -40,6 +40,7 @@ _KEYS = (
     "include",
     "exclude",
     "small_n",
+    "min_rows",
     "alpha",
     "correction",
     "max_null_rate_increase",
@@ -78,6 +79,8 @@ class DriftConfig:
     - ``include`` / ``exclude``: which columns are features (ids and timestamps are not).
     - ``small_n``: batches with at most this many rows also need a significance test (KS / chi-squared,
       corrected by ``correction`` at level ``alpha``) before an effect size counts as drift.
+    - ``min_rows``: batches with fewer rows are scored but never called drift (a handful of rows speaks of
+      outliers, not of distributions); their schema problems still fail the check.
     - ``max_null_rate_increase``: a null (or infinite) rate rising by more than this (absolute) is a schema problem.
     - ``max_unseen_share``: categories never seen in the reference above this share of rows are a schema problem.
     - ``prediction_column``: checked like a feature but reported apart; ``prediction_drift_fails`` makes its drift
@@ -93,6 +96,7 @@ class DriftConfig:
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     small_n: int = 1000
+    min_rows: int = 10
     alpha: float = 0.05
     correction: str = "bh"
     max_null_rate_increase: float = 0.1
@@ -149,6 +153,7 @@ class DriftConfig:
             "include": list(self.include) if self.include is not None else None,
             "exclude": list(self.exclude),
             "small_n": self.small_n,
+            "min_rows": self.min_rows,
             "alpha": self.alpha,
             "correction": self.correction,
             "max_null_rate_increase": self.max_null_rate_increase,
@@ -236,11 +241,12 @@ def _parse(data: Mapping[str, Any], source: str) -> DriftConfig:
     for key in ("include", "exclude"):
         if data.get(key) is not None:
             kw[key] = _names(data[key], f"{source}.{key}")
-    if data.get("small_n") is not None:
-        value = data["small_n"]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{source}.small_n: expected a whole number >= 0, got {value!r}")
-        kw["small_n"] = value
+    for key in ("small_n", "min_rows"):
+        if data.get(key) is not None:
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{source}.{key}: expected a whole number >= 0, got {value!r}")
+            kw[key] = value
     if data.get("alpha") is not None:
         kw["alpha"] = _number(data["alpha"], f"{source}.alpha", 0.0, 1.0)
     if data.get("correction") is not None:

@@ -190,7 +190,7 @@ def _assess(
     return _assess_categorical(name, ref, series, cfg, want_p, problems)
 
 
-def _decide(a: _Assessment, cfg: DriftConfig, p_adj: float | None, small: bool) -> ColumnDrift:
+def _decide(a: _Assessment, cfg: DriftConfig, p_adj: float | None, small: bool, n_rows: int) -> ColumnDrift:
     method, threshold = cfg.method_for(a.name, a.kind)
     weight = cfg.weight_for(a.name)
     if a.note is not None or not a.scores:
@@ -204,7 +204,10 @@ def _decide(a: _Assessment, cfg: DriftConfig, p_adj: float | None, small: bool) 
         if small and p_adj is not None:
             # a small batch needs evidence as well as size: both the effect and the corrected test must agree
             drifted = drifted and p_adj < cfg.alpha
-    return ColumnDrift(a.name, method, score, threshold, bool(drifted), p_adj, a.kind, weight, dict(a.scores))
+    note = None
+    if n_rows < cfg.min_rows:
+        drifted, note = False, f"too few rows ({n_rows} < {cfg.min_rows}) to call drift"
+    return ColumnDrift(a.name, method, score, threshold, bool(drifted), p_adj, a.kind, weight, dict(a.scores), note)
 
 
 def check(
@@ -264,8 +267,10 @@ def check(
     tested = [a for a in [*assessments, pred_assessment] if a is not None and a.p_value is not None]
     adjusted = stats.adjust_p_values([a.p_value for a in tested if a.p_value is not None], cfg.correction)
     p_adj = {a.name: p for a, p in zip(tested, adjusted, strict=True)}
-    columns = tuple(_decide(a, cfg, p_adj.get(a.name), small) for a in assessments)
-    prediction = _decide(pred_assessment, cfg, p_adj.get(pred_assessment.name), small) if pred_assessment else None
+    columns = tuple(_decide(a, cfg, p_adj.get(a.name), small, n_cur) for a in assessments)
+    prediction = (
+        _decide(pred_assessment, cfg, p_adj.get(pred_assessment.name), small, n_cur) if pred_assessment else None
+    )
     assessed = [c for c in columns if c.score is not None]
     weight_sum = sum(c.weight for c in assessed)
     share = sum(c.weight for c in assessed if c.drifted) / weight_sum if weight_sum > 0 else 0.0

@@ -53,11 +53,11 @@ def read_table(path: Path | str, *, what: str = "batch", columns: list[str] | No
             f"{what} file {p} is not readable as CSV: {str(exc).splitlines()[0][:200]}",
             hint="check the file is comma-separated text with one header row",
         ) from None
-    except ValueError as exc:  # usecols naming absent columns
-        raise InputError(f"{what} file {p}: {str(exc)[:200]}") from None
-    except Exception as exc:  # pyarrow's errors for files that are not Parquet
-        if kind == "parquet" and type(exc).__module__.startswith("pyarrow"):
+    except Exception as exc:  # pyarrow's errors (ArrowInvalid is a ValueError), usecols naming absent columns
+        if kind == "parquet" and (isinstance(exc, (ValueError, OSError)) or type(exc).__module__.startswith("pyarrow")):
             raise InputError(f"{what} file {p} is not a readable Parquet file: {str(exc)[:200]}") from None
+        if isinstance(exc, ValueError):
+            raise InputError(f"{what} file {p}: {str(exc)[:200]}") from None
         raise
     if len(frame) == 0:
         raise InputError(f"{what} file {p} has no rows", hint="an empty batch cannot be checked for drift")
