@@ -96,9 +96,13 @@ def in_toto_statement(
     resolve: DigestResolver | None = None,
 ) -> dict[str, Any]:
     """An in-toto Statement v1 attesting the listed entries of a trail of ``size`` entries ending in ``head``."""
+    found = subjects(entries, resolve)
+    if not found:
+        # a Statement needs a subject: with no artifacts named, attest the trail's head itself
+        found = [{"name": "mlops-audit-trail", "digest": {"sha256": head}}]
     return {
         "_type": STATEMENT_TYPE,
-        "subject": subjects(entries, resolve),
+        "subject": found,
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "trail": {
