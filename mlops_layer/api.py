@@ -1621,7 +1621,7 @@ def monitor(
     from mlops_layer.monitoring import dispatch as notices
     from mlops_layer.monitoring.alerts import load_alert_rules
     from mlops_layer.monitoring.monitor import BatchInput, read_batch, run_batch
-    from mlops_layer.monitoring.notifiers import dispatch
+    from mlops_layer.monitoring.notifiers import deliver, dispatch, notice_payload
     from mlops_layer.monitoring.scoring import promoted_metrics
     from mlops_layer.monitoring.state import monitoring_dir
 
@@ -1677,6 +1677,17 @@ def monitor(
             tracking=_MonitoringTracking(cfg, info.name, experiment),
             trail=_MonitoringTrail(store, cfg.actor),
             notify=lambda events: dispatch(events, recipients, factory, outbox),
+            notify_rejected=lambda problems: deliver(
+                notice_payload(
+                    "batch.rejected",
+                    f"{info.name} v{info.version}: production batch {path.name} refused (schema changed)",
+                    {"model": info.name, "version": info.version, "batch": str(path), "problems": list(problems)},
+                ),
+                [r for r in recipients if r.wants_any("batch.rejected", "schema")],
+                factory,
+                outbox,
+                reference=f"{info.name}:batch.rejected",
+            ),
             rules=alert_rules,
             state_dir=cfg.state_dir,
         )

@@ -300,12 +300,15 @@ def test_failed_webhook_is_audited_queued_and_flushed(project: Settings, receive
     assert api.alert_status(MODEL, settings=cfg).queued_notifications == 0
 
 
-def test_bad_input_schema_changed_and_labels_missing(project: Settings) -> None:
+def test_bad_input_schema_changed_and_labels_missing(project: Settings, smtp: tuple[Inbox, int]) -> None:
     cfg = project
+    inbox, port = smtp
     renamed = make_frame(300, seed=5).rename(columns={"spend": "spend_eur"})
     path = write_batch(cfg.root, "renamed.csv", renamed)
     with pytest.raises(InputError, match="feature column\\(s\\) missing: spend"):
-        api.monitor(f"{MODEL}@champion", path, settings=cfg)
+        api.monitor(f"{MODEL}@champion", path, notifications=fast(port), settings=cfg)
+    (mail,) = inbox.messages  # the owner is told a production batch was refused; Ops wants drift alerts only
+    assert mail.rcpt_tos == ["owner@example.com"] and b"refused (schema changed)" in mail.content
     typed = make_frame(300, seed=5)
     typed["tenure"] = "n/a"
     path = write_batch(cfg.root, "typed.csv", typed)

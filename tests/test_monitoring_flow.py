@@ -209,6 +209,16 @@ def test_changed_schema_is_refused_and_audited(tmp_path: Path) -> None:
         monitor(tmp_path, batch(tmp_path, frame()), trail=trail, drift=drift)
     assert trail.actions() == ["monitor.batch", "monitor.batch"]
     assert load_state(tmp_path / "state", "churn").last_seq == 0  # a refused batch is not a point in time
+    told: list[list[str]] = []
+
+    def rejected(problems: Sequence[str]) -> list[DeliveryResult]:
+        told.append(list(problems))
+        return [DeliveryResult("webhook", "http://h/x", False, "d2", 2, 500, "HTTP 500", queued=True)]
+
+    with pytest.raises(InputError):
+        monitor(tmp_path, batch(tmp_path, frame()), trail=trail, drift=drift, notify_rejected=rejected)
+    assert told == [["column 'a': dtype changed from float to string"]]
+    assert trail.actions()[-2:] == ["monitor.batch", "notification.failed"]
 
 
 def test_unlabelled_rows_are_left_out_of_the_metrics(tmp_path: Path) -> None:

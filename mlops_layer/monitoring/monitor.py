@@ -243,13 +243,27 @@ def _split(inp: BatchInput, model: ModelPort) -> tuple[Any, Any | None]:
     return frame, y
 
 
-def _reject(trail: TrailPort, inp: BatchInput, problems: Sequence[str]) -> int:
-    return trail.append(
+Rejected = Callable[[Sequence[str]], list[DeliveryResult]]  # tell people a production batch was refused
+
+
+def _reject(trail: TrailPort, inp: BatchInput, problems: Sequence[str], notify: Rejected | None) -> int:
+    """A production batch that does not fit the model is an incident: audited, and the stakeholders are told."""
+    subject = {"model": inp.model, "version": inp.version, **({"alias": inp.alias} if inp.alias else {})}
+    seq = trail.append(
         MONITOR_BATCH,
-        subject={"model": inp.model, "version": inp.version, **({"alias": inp.alias} if inp.alias else {})},
+        subject=subject,
         decision="rejected",
         details={"batch": str(inp.batch_path), "batch_sha256": inp.batch_sha256, "problems": list(problems)},
     )
+    for d in notify(problems) if notify is not None else []:
+        if not d.ok and not d.skipped:
+            trail.append(
+                NOTIFICATION_FAILED,
+                subject=subject,
+                decision="queued" if d.queued else "failed",
+                details=d.to_dict(),
+            )
+    return seq
 
 
 def run_batch(
@@ -264,12 +278,14 @@ def run_batch(
     state_dir: Path,
     report: Callable[[int], str] | None = None,
     report_always: bool = False,
+    notify_rejected: Rejected | None = None,
     lock_timeout: float = 60.0,
 ) -> MonitorResult:
     """Score ``inp`` and run the alert state machine; see the module docstring for the order of effects.
 
     ``report(seq)`` writes the Evidently report of the batch and returns its path: called for every batch with
     ``report_always``, otherwise only when an alert fires (it is the alert's evidence, and it costs seconds).
+    ``notify_rejected(problems)`` tells the stakeholders when the batch is refused (schema changed).
     """
     timings: dict[str, float] = {}
     warnings: list[str] = []
@@ -287,19 +303,19 @@ def run_batch(
     except InputError as exc:
         if inp.labels is not None and inp.labels not in [str(c) for c in inp.frame.columns]:
             raise  # a wrong flag, not a change in production data: nothing to audit
-        _reject(trail, inp, [exc.message])
+        _reject(trail, inp, [exc.message], notify_rejected)
         raise
     try:
         predictions = model.predict(features)
     except InputError as exc:
-        _reject(trail, inp, [exc.message])
+        _reject(trail, inp, [exc.message], notify_rejected)
         raise
     lap("predict")
 
     verdict = drift(features, predictions.labels)
     lap("drift")
     if verdict is not None and verdict.schema_problems:
-        _reject(trail, inp, verdict.schema_problems)
+        _reject(trail, inp, verdict.schema_problems, notify_rejected)
         raise InputError(
             f"batch {inp.batch_path.name} does not match the reference schema of {inp.model} v{inp.version}: "
             + "; ".join(verdict.schema_problems[:5])
