@@ -344,3 +344,17 @@ def _try_lock(root: Path, queue: Any) -> None:
             queue.put("got it")
     except ConcurrencyError:
         queue.put("busy")
+
+
+def test_load_alert_rules_from_the_policy_names_the_line(tmp_path: Path) -> None:
+    from mlops_layer.monitoring.alerts import load_alert_rules
+
+    policy = tmp_path / "policy.yaml"
+    assert load_alert_rules(policy) == []  # no policy file: no rules
+    policy.write_text(EXAMPLE)
+    assert [r.name for r in load_alert_rules(policy)][:1] == ["data-drift"]
+    policy.write_text("version: 1\nalerts:\n  - type: drift_share\n    max: 3\n")
+    with pytest.raises(ConfigError, match=r"policy\.yaml:4: field 'alerts\[0\]\.max': must be at most 1"):
+        load_alert_rules(policy)
+    policy.write_text("version: 1\ntargets: {}\n")
+    assert load_alert_rules(policy) == []

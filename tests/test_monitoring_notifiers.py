@@ -451,3 +451,16 @@ def test_redact_hides_tokens_in_urls() -> None:
     assert redact("https://hooks.slack.com/services/T0/B0/XYZ") == "https://hooks.slack.com/…"
     assert redact("http://127.0.0.1:8080/") == "http://127.0.0.1:8080/"
     assert redact("ops@example.com") == "ops@example.com"
+
+
+def test_load_notifier_config_from_mlops_yaml(tmp_path: Path) -> None:
+    from mlops_layer.monitoring.notifiers import load_notifier_config
+
+    assert load_notifier_config(tmp_path / "mlops.yaml") == NotifierConfig()  # no file: the embedded default
+    path = tmp_path / "mlops.yaml"
+    path.write_text("tracking_uri: sqlite:///mlflow.db\nnotifications:\n  stdout: true\n  webhook: {retries: 1}\n")
+    cfg = load_notifier_config(path)
+    assert cfg.stdout and cfg.webhook.retry.retries == 1 and cfg.file == "monitoring/notifications.jsonl"
+    path.write_text("notifications:\n  email: {host: smtp.example.com}\n")
+    with pytest.raises(ConfigError, match="mlops.yaml: field 'notifications.email': missing required field 'from'"):
+        load_notifier_config(path)
