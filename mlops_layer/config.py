@@ -35,6 +35,8 @@ _FILE_KEYS = {
     "dvc_remote",
     "actor",
 }
+# Sections that are mappings, validated by their owners (monitoring reads ``notifications``).
+_SECTION_KEYS = {"notifications"}
 _ENV_KEYS = {
     "tracking_uri": ("MLOPS_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     "registry_uri": ("MLOPS_REGISTRY_URI", "MLFLOW_REGISTRY_URI"),
@@ -124,13 +126,17 @@ def read_config_file(root: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    unknown = sorted(set(data) - _FILE_KEYS)
+    unknown = sorted(set(data) - _FILE_KEYS - _SECTION_KEYS)
     if unknown:
         raise ConfigError(
             f"{path}: unknown setting(s) {', '.join(unknown)}",
-            hint=f"known settings: {', '.join(sorted(_FILE_KEYS))}",
+            hint=f"known settings: {', '.join(sorted(_FILE_KEYS | _SECTION_KEYS))}",
         )
     for key, value in data.items():
+        if key in _SECTION_KEYS:
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{path}: section '{key}' must be a mapping, got {value!r}")
+            continue
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{path}: setting '{key}' must be a string, got {value!r}")
     return data
