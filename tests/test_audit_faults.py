@@ -394,7 +394,9 @@ def test_property_append_tamper_verify(
     """Any single tampering of a checkpointed trail is detected; an untouched one always verifies."""
     with AuditStore.open("sqlite://") as store:
         for i, text in enumerate(texts):
-            store.append("prop.test", actor=text or "a", subject={"model": text or None}, details={"t": text, "i": i})
+            store.append(
+                "prop.test", actor=f"user-{text}", subject={"model": text or None}, details={"t": text, "i": i}
+            )
         size, head = store.head()
         cp = make_checkpoint(size, head, datetime.now(timezone.utc), keys["auditor"], keys["allowed"])
         rows = list(store.rows())

