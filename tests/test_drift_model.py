@@ -173,3 +173,14 @@ def test_report_numbers_agree_with_the_gate_on_raw_reference(tmp_path: Path, num
         assert report.methods[col.name] == col.method
         assert report.scores[col.name] == pytest.approx(col.score, abs=0.01, rel=0.03), (col.name, col.method)
         assert report.drifted[col.name] == col.drifted
+
+
+def test_report_for_a_one_row_batch(tmp_path: Path) -> None:
+    ref = features(5_000, 6)
+    profile = build_profile(ref)
+    one = features(1, 7, shift=2.0)
+    result = check(profile, one)
+    report = write_report(tmp_path / "one.html", profile, one, result)
+    assert report.path.is_file() and report.current_rows == 1 and report.reference_from_profile
+    for col in result.columns:
+        assert report.scores[col.name] == pytest.approx(col.score, abs=0.02, rel=0.03), col.name

@@ -134,6 +134,10 @@ def write_report(
     step: Step | None = None,
 ) -> EvidentlyReport:
     """Write Evidently's data drift report for the columns the gate assessed; return Evidently's own scores."""
+    import warnings
+
+    import numpy as np
+
     os.environ.setdefault("DO_NOT_TRACK", "1")
     target = Path(path)
     if target.suffix.lower() not in (".html", ".htm"):
@@ -174,13 +178,16 @@ def write_report(
             per_column_threshold={c.name: float(c.threshold) for c in usable},
             drift_share=float(drift_share if drift_share is not None else result.drift_share),
         )
-        snapshot = Report([preset]).run(
-            Dataset.from_pandas(cur[cols], data_definition=definition),
-            Dataset.from_pandas(ref[cols], data_definition=definition),
-        )
-        say(f"writing {target}")
-        snapshot.save_html(str(target))
-        metrics = snapshot.dict()["metrics"]
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            # tiny samples make numpy/plotly warn about degrees of freedom: noise for the person reading the report
+            warnings.simplefilter("ignore")
+            snapshot = Report([preset]).run(
+                Dataset.from_pandas(cur[cols], data_definition=definition),
+                Dataset.from_pandas(ref[cols], data_definition=definition),
+            )
+            say(f"writing {target}")
+            snapshot.save_html(str(target))
+            metrics = snapshot.dict()["metrics"]
     except (ValueError, TypeError, KeyError, ZeroDivisionError) as exc:
         raise BackendError(f"Evidently could not build the drift report: {type(exc).__name__}: {exc}") from exc
     except OSError as exc:

@@ -115,27 +115,55 @@ def reference_grid(
     return u, np.maximum.accumulate(v)  # guard against rounding making the function non-monotone
 
 
+def _gap_integral(c: FloatArray, q: FloatArray, edges: FloatArray) -> float:
+    """Sum over intervals [edges[i], edges[i+1]] of the integral of |c[i] - Q(u)|, Q linear from q[i] to q[i+1].
+
+    With m the interval's mean of Q and h half its rise: the gap averages |c - m| when c is outside Q's range there,
+    and ((c - m)^2 + h^2) / (2h) when Q crosses c (two triangles).
+    """
+    half = np.abs(np.diff(q))
+    half *= 0.5
+    gap = q[:-1] + q[1:]
+    gap *= 0.5
+    gap -= c
+    np.abs(gap, out=gap)
+    crossing = gap < half
+    if crossing.any():
+        g, h = gap[crossing], half[crossing]
+        gap[crossing] = (g * g + h * h) / (2 * h)
+    gap *= np.diff(edges)
+    return float(gap.sum())  # not np.dot: BLAS threads cost more than they save here
+
+
 def wasserstein_to_quantiles(
     s: FloatArray, levels: Sequence[float], quantiles: Sequence[float], lo: float, hi: float
 ) -> float:
-    """W1 between a sorted sample and a reference given by its quantile function.
+    """W1 between a sorted sample and a reference given by its quantile function, integrated exactly.
 
-    W1 = integral over u of |Q_cur(u) - Q_ref(u)|; the current side is the exact empirical quantile function, the
-    reference side the piecewise-linear interpolation of its stored quantiles.
+    W1 = integral over u in [0, 1] of |Q_cur(u) - Q_ref(u)|. Q_cur is the sample's step function (s[j] on
+    [j/n, (j+1)/n)), Q_ref the piecewise-linear interpolation of the stored quantiles; the interval edges are split
+    at the reference's knots so Q_ref is linear on every piece and each piece has a closed form. Exact for any n
+    (a midpoint rule would be badly off for a handful of rows); processed in slices to bound memory.
     """
     n = s.size
     if n == 0:
         return math.nan
     u_grid, q_grid = reference_grid(levels, quantiles, lo, hi)
+    knots = u_grid[1:-1]
     total = 0.0
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
-        u = (np.arange(start, stop, dtype=np.float64) + 0.5) / n
-        gap = np.interp(u, u_grid, q_grid)
-        gap -= s[start:stop]
-        np.abs(gap, out=gap)
-        total += float(gap.sum())
-    return total / n
+        left = np.arange(start, stop, dtype=np.float64) / n
+        c = s[start:stop]
+        # reference knots falling inside this slice's intervals split them
+        inner = knots[(knots > left[0]) & (knots < stop / n)]
+        if inner.size:
+            pos = np.searchsorted(left, inner, side="right")
+            left = np.insert(left, pos, inner)
+            c = np.insert(c, pos, c[pos - 1])
+        edges = np.append(left, stop / n)
+        total += _gap_integral(c, np.interp(edges, u_grid, q_grid), edges)
+    return total
 
 
 def reference_cdf(
