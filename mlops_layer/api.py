@@ -1148,14 +1148,33 @@ def drift_config(model: str | None = None, *, settings: Settings | None = None) 
     path = cfg.policy_file
     if not path.is_file():
         return DriftConfig()
-    import yaml
+    from mlops_layer.governance.located_yaml import Located, parse_located
 
+    root = parse_located(path.read_bytes(), path.name)
+    section = root.value.get("drift") if isinstance(root.value, dict) else None
+    if section is None:
+        return DriftConfig()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: corrupt YAML ({exc})") from None
-    section = data.get("drift") if isinstance(data, dict) else None
-    return DriftConfig.from_dict(section, model=model, source=f"{path.name} drift")
+        return DriftConfig.from_dict(section.plain(), model=model, source="drift")
+    except ConfigError as exc:
+        # point at the line: the message starts with the dotted field path, e.g. drift.thresholds.psi
+        lines: dict[str, int] = {}
+
+        def walk(node: Located) -> None:
+            lines[node.field] = node.line
+            if isinstance(node.value, dict):
+                children = list(node.value.values())
+            else:
+                children = node.value if isinstance(node.value, list) else []
+            for child in children:
+                walk(child)
+
+        walk(section)
+        field = exc.message.split(":", 1)[0]
+        while field and field not in lines:
+            field = field.rpartition(".")[0]
+        line = lines.get(field, section.line)
+        raise ConfigError(f"{path.name}:{line}: {exc.message}", hint=exc.hint) from None
 
 
 def profile_for_training(

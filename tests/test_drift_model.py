@@ -139,7 +139,12 @@ def test_cli_model_check_json_exit_code_and_policy_settings(project: Settings, t
     assert lenient.exit_code == 0 and json.loads(lenient.stdout)["columns"][0]["threshold"] == 0.9
     (gov / "policy.yaml").write_text("drift:\n  thresholds: {wasserstein: lots}\n")
     broken = runner.invoke(app, ["drift", "m@champion", "--current", str(tmp_path / "same.csv")])
-    assert broken.exit_code == 2 and "policy.yaml drift.thresholds.wasserstein: expected a number" in broken.output
+    assert broken.exit_code == 2 and "policy.yaml:2: drift.thresholds.wasserstein: expected a number" in broken.output
+    (gov / "policy.yaml").write_text(
+        "version: 1\ndrift:\n  models:\n    m:\n      columns:\n        a: {method: ttest}\n"
+    )
+    typo = runner.invoke(app, ["drift", "m@champion", "--current", str(tmp_path / "same.csv")])
+    assert typo.exit_code == 2 and "policy.yaml:6: drift.models.m.columns.a.method: unknown drift method" in typo.output
     (gov / "policy.yaml").unlink()
     unknown = runner.invoke(app, ["drift", "nope@champion", "--current", str(tmp_path / "same.csv")])
     assert unknown.exit_code == 2 and "not registered" in unknown.output

@@ -177,16 +177,18 @@ class DriftConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
         merged = dict(data)
-        models = merged.pop("models", None)
-        if models is not None and not isinstance(models, Mapping):
+        models = merged.pop("models", None) or {}
+        if not isinstance(models, Mapping):
             raise ConfigError(f"{source}.models: expected a mapping of model name -> drift settings")
-        if model is not None and models and model in models:
-            override = models[model]
+        # every model's overrides are validated on their own first, so an error names where it was written
+        for name, override in models.items():
             if not isinstance(override, Mapping):
-                raise ConfigError(f"{source}.models.{model}: expected a mapping")
+                raise ConfigError(f"{source}.models.{name}: expected a mapping")
             if "models" in override:
-                raise ConfigError(f"{source}.models.{model}.models: per-model settings cannot nest models")
-            for key, value in override.items():
+                raise ConfigError(f"{source}.models.{name}.models: per-model settings cannot nest models")
+            _parse(override, f"{source}.models.{name}")
+        if model is not None and model in models:
+            for key, value in models[model].items():
                 if key in ("thresholds", "columns", "importance") and isinstance(value, Mapping):
                     base = merged.get(key) or {}
                     if not isinstance(base, Mapping):
@@ -194,7 +196,6 @@ class DriftConfig:
                     merged[key] = {**base, **value}
                 else:
                     merged[key] = value
-            source = f"{source} (with models.{model})"
         return _parse(merged, source)
 
 
