@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: venv demo test test-fast lint typecheck bench loop clean
+.PHONY: venv demo loop test test-fast lint typecheck bench clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 
 demo: venv  ## fresh demo workspace: pipeline -> governed registration -> drift -> promotion -> audit verify
 	$(BIN)/python scripts/demo.py
+
+loop: venv  ## monitoring -> alert -> webhook -> retrain -> policy -> approval -> audit, end to end
+	$(BIN)/python scripts/loop.py
 
 test: venv  ## lint, types, then the whole test suite against real git, DVC, MLflow and PostgreSQL
 	$(BIN)/ruff check mlops_layer pipelines tests benchmarks
@@ -38,4 +41,4 @@ bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-workspace loop-workspace .pytest_cache .mypy_cache .ruff_cache

@@ -1877,9 +1877,17 @@ def _commit_new_data(cfg: Settings, batch: Path, data_dir: str) -> str:
 
 def _notify_waiting(cfg: Settings, name: str, version: str, target: str, decision: Any) -> tuple[str, ...]:
     """Tell the card's stakeholders that a challenger waits for their approval (best effort, failures audited)."""
+    from mlops_layer.governance.cards import load_card
+    from mlops_layer.governance.policy import load_policy
     from mlops_layer.monitoring import dispatch
 
     reasons = [r.message for r in getattr(decision, "rules", ()) if not r.passed]
+    try:
+        wanted = set(load_card(cfg.cards_dir, name).approver_roles)
+    except MlopsError:
+        wanted = set()
+    roles = load_policy(cfg.policy_file).roles
+    approvers = sorted(p for p, held in roles.items() if wanted & set(held) and "@" in p)
     return tuple(
         dispatch.notify_stakeholders(
             cfg,
@@ -1887,6 +1895,7 @@ def _notify_waiting(cfg: Settings, name: str, version: str, target: str, decisio
             kind="approval.requested",
             subject=f"{name} v{version} waits for approval to become @{target}",
             details={"model": name, "version": version, "target": target, "failing_rules": reasons},
+            also=approvers,
         )
     )
 
@@ -1952,6 +1961,9 @@ def retrain(
             data_md5 = _commit_new_data(cfg, batch, data_dir) if batch else None
             step = "running the pipeline (dvc repro)"
             dvc.repro(cfg.root)
+            if dvc.has_remote(cfg.root):
+                step = "pushing the new data and outputs to the DVC remote"
+                dvc.push(cfg.root)
             step = "finding the challenger"
             new = [v for v in registry.versions(name) if v.version not in before]
             if not new:

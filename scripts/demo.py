@@ -36,6 +36,10 @@ FEATURES = (
 TEMPLATE_DIRS = ("pipelines", "governance")
 
 
+# Extra variables for every step (the loop sets the webhook secret here; never written to a file).
+EXTRA_ENV: dict[str, str] = {}
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
     env.update(
@@ -49,6 +53,7 @@ def _env() -> dict[str, str]:
         MLOPS_ACTOR="dana@example.com",
         COLUMNS=env.get("COLUMNS", "150"),
     )
+    env.update(EXTRA_ENV)
     return env
 
 
@@ -77,7 +82,7 @@ def prepare_workspace(dest: Path, *, source: Path = REPO) -> Path:
         shutil.copy2(source / name, dest / name)
     for name in TEMPLATE_DIRS:
         shutil.copytree(source / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "demo.py"))
-    (dest / ".gitignore").write_text(".demo-keys/\n.dvc-remote/\nreports/\nbatches/\n")
+    (dest / ".gitignore").write_text(".demo-keys/\n.dvc-remote/\nreports/\nbatches/\n.receiver/\n")
     git(dest, "init", "-q", "-b", "main")
     run([str(BIN / "mlops"), "init"], dest, quiet=True)
     run([sys.executable, "pipelines/ingest.py"], dest, quiet=True)
