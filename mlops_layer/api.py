@@ -116,11 +116,7 @@ def _pipeline_outputs(root: Path) -> tuple[str, ...]:
         for key in ("outs", "metrics", "plots"):
             for item in (body or {}).get(key) or []:
                 outs.extend(
-                    [item]
-                    if isinstance(item, str)
-                    else [str(k) for k in item]
-                    if isinstance(item, dict)
-                    else []
+                    [item] if isinstance(item, str) else [str(k) for k in item] if isinstance(item, dict) else []
                 )
     return tuple(outs)
 
@@ -154,9 +150,7 @@ class GovernedRun:
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
         self.tracking.log_dict(data, artifact_file)
 
-    def log_model(
-        self, model: Any, *, input_example: Any = None, pip_requirements: list[str] | None = None
-    ) -> str:
+    def log_model(self, model: Any, *, input_example: Any = None, pip_requirements: list[str] | None = None) -> str:
         """Log a scikit-learn model under ``model`` with explicit requirements (no ~8 s inference)."""
         from mlops_layer.lineage import environment_info
 
@@ -164,13 +158,36 @@ class GovernedRun:
         reqs = pip_requirements or [f"scikit-learn=={env.get('scikit-learn', '')}".rstrip("="), "pandas<3"]
         return str(self.tracking.log_sklearn_model(model, "model", reqs, input_example=input_example))
 
-    def log_reference_profile(self, frame: Any, **kwargs: Any) -> None:
-        """Log the training data's drift reference profile (so drift checks never need the raw data again)."""
-        from mlops_layer.drift.profile import build_profile
+    def log_reference_profile(
+        self, frame: Any, *, predictions: Any = None, data_path: str | None = None, **kwargs: Any
+    ) -> None:
+        """Log the training data's drift reference profile (so drift checks never need the raw data again).
+
+        ``predictions`` (the model's predictions on ``frame``) let later checks compare the prediction distribution;
+        ``data_path`` names the DVC-tracked file the frame was read from: its md5 from dvc.lock links the profile to
+        that exact data version.
+        """
         from mlops_layer.lineage import PROFILE_ARTIFACT
 
-        profile = build_profile(frame, **kwargs)
-        self.tracking.log_dict(profile.to_dict(), PROFILE_ARTIFACT)
+        data_hash = _locked_md5(self.settings.root, data_path) if data_path else None
+        kwargs.setdefault("prediction_column", drift_config(settings=self.settings).prediction_column or "prediction")
+        profile = profile_for_training(frame, predictions=predictions, data_hash=data_hash, **kwargs)
+        self.tracking.log_dict(profile, PROFILE_ARTIFACT)
+
+
+def _locked_md5(root: Path, path: str) -> str | None:
+    """The md5 dvc.lock records for ``path`` (or for the output folder holding it), as an earlier stage wrote it."""
+    from mlops_layer.adapters import dvc
+
+    try:
+        stages = dvc.read_lock(root)
+    except MlopsError:
+        return None
+    for stage in stages.values():
+        for ref in stage.outs:
+            if path == ref.path or path.startswith(ref.path.rstrip("/") + "/"):
+                return ref.md5
+    return None
 
 
 @contextlib.contextmanager
@@ -236,9 +253,7 @@ def load_model(ref: str, *, settings: Settings | None = None) -> Any:
 
         name, version = parse_model_ref(ref)
         if version is None:
-            raise InputError(
-                f"model reference {ref!r} names no version", hint="use NAME/VERSION or NAME@ALIAS"
-            )
+            raise InputError(f"model reference {ref!r} names no version", hint="use NAME/VERSION or NAME@ALIAS")
         uri = f"models:/{name}@{version}" if "@" in ref else f"models:/{name}/{version}"
     return _load(uri, cfg.tracking_uri, cfg.registry_uri)
 
@@ -1368,10 +1383,17 @@ def drift_check(
         else:
             info = registry.resolve(name, ref)
 
+    notes: list[str] = []
+    pred_col = drift_cfg.prediction_column
+    if pred_col and pred_col not in frame.columns:
+        # A plain batch carries features only; `mlops monitor` scores it with the model and compares predictions.
+        drift_cfg = dataclasses.replace(drift_cfg, prediction_column=None).with_columns(None, (pred_col,))
+        notes.append(f"prediction drift not checked: the batch has no {pred_col!r} column (`mlops monitor` scores it)")
     result = gate.check(profile, frame, drift_cfg, progress=lambda d, t, c: say(f"checking {c}", d, t))
     checked_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result = dataclasses.replace(
         result,
+        warnings=(*result.warnings, *notes),
         model=name,
         version=info.version if info is not None else None,
         reference=reference_desc,
@@ -1690,7 +1712,9 @@ def monitor(
             inp,
             model=model,
             drift=drift.check,
-            report=(lambda seq: drift.report(Path(report) if report is not None else report_dir / f"batch-{seq:06d}.html"))
+            report=(
+                lambda seq: drift.report(Path(report) if report is not None else report_dir / f"batch-{seq:06d}.html")
+            )
             if drift.profile is not None
             else None,
             report_always=report is not None,
@@ -1940,12 +1964,15 @@ def retrain(
     batch = Path(data).resolve() if data is not None else None
     targets = _targets_in_order(cfg, name, to)
     seqs: list[int] = []
-    with file_lock(
-        lock_path(cfg.state_dir, "retrain", name),
-        timeout=0,
-        what=f"retraining of {name!r}",
-        hint="another `mlops retrain` of this model is running; wait for it and check `mlops status`",
-    ), _audit_store(cfg) as trail:
+    with (
+        file_lock(
+            lock_path(cfg.state_dir, "retrain", name),
+            timeout=0,
+            what=f"retraining of {name!r}",
+            hint="another `mlops retrain` of this model is running; wait for it and check `mlops status`",
+        ),
+        _audit_store(cfg) as trail,
+    ):
         before = {v.version for v in registry.versions(name)} if registry.model_exists(name) else set()
         aliases_before = registry.get_aliases(name) if before else {}
         seqs.append(

@@ -23,9 +23,7 @@ def main() -> None:
     with api.governed_run("train", parent=parent) as run:
         if parent:
             model = api.load_model(parent)
-            model.set_params(
-                warm_start=True, n_estimators=model.n_estimators + int(params["finetune_estimators"])
-            )
+            model.set_params(warm_start=True, n_estimators=model.n_estimators + int(params["finetune_estimators"]))
         else:
             model = RandomForestClassifier(
                 n_estimators=int(params["n_estimators"]),
@@ -37,7 +35,7 @@ def main() -> None:
         model.fit(features, target)
         run.log_metrics({"train_accuracy": float(model.score(features, target))})
         model_uri = run.log_model(model, input_example=features.head(3))
-        run.log_reference_profile(features)
+        run.log_reference_profile(features, predictions=model.predict(features), data_path="data/prepared/train.csv")
     Path("artifacts").mkdir(exist_ok=True)
     Path("artifacts/train_run.json").write_text(
         json.dumps({"run_id": run.run_id, "model_uri": model_uri, "parent": parent}, indent=2) + "\n"
