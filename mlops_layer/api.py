@@ -352,6 +352,7 @@ def register(
             TAG_REGISTERED_BY: cfg.actor,
             TAG_TRAINED_BY: run.tags.get(TAG_TRAINED_BY, run.user or ""),
         }
+        digests = registry.artifact_digests(uri)  # before the registry moves: a failure here leaves nothing behind
         version = registry.register(name, uri, run_id, tags)
         entry = trail.append(
             actions.MODEL_REGISTERED,
@@ -360,7 +361,13 @@ def register(
             git_commit=lineage.git_commit,
             dvc_hashes=lineage.data_hashes,
             run_id=run_id,
-            details={"model_uri": uri, "source": version.source, "stage": stage, "params": lineage.params},
+            details={
+                "model_uri": uri,
+                "source": version.source,
+                "stage": stage,
+                "params": lineage.params,
+                "artifacts": digests,
+            },
         )
     _mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: entry.seq})
     return Registration(name, version.version, run_id, uri, lineage, entry.seq)

@@ -105,6 +105,26 @@ def mlflow_errors(what: str) -> Iterator[None]:
         raise
 
 
+def use_uris(tracking_uri: str, registry_uri: str | None = None) -> None:
+    """Point MLflow's fluent API at our stores without leaking them into this process's environment.
+
+    ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI "so subprocesses inherit it"; a `dvc repro` we start
+    later must read the project's own settings instead, so the variables are put back as they were.
+    """
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(registry_uri or tracking_uri)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class MlflowRegistry:
     """The model registry and read access to runs, behind one small interface.
 
@@ -191,9 +211,7 @@ class MlflowRegistry:
         escaped = name.replace("'", "\\'")
         with mlflow_errors(f"listing versions of '{name}'"):
             while True:
-                page = self.client.search_model_versions(
-                    f"name='{escaped}'", max_results=10000, page_token=token
-                )
+                page = self.client.search_model_versions(f"name='{escaped}'", max_results=10000, page_token=token)
                 out.extend(self._version(mv) for mv in page)
                 token = page.token
                 if not token:
@@ -333,6 +351,20 @@ class MlflowRegistry:
                 raise BackendError(f"artifact {path} of run {run_id} is not readable JSON: {exc}") from exc
         return data if isinstance(data, dict) else {"value": data}
 
+    def artifact_digests(self, model_uri: str) -> dict[str, str]:
+        """``{relative path: "sha256:<hex>"}`` of every file of a logged model (what an in-toto subject names)."""
+        import hashlib
+
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as tmp, mlflow_errors(f"hashing the files of {model_uri}"):
+            use_uris(self.tracking_uri, self.registry_uri)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+            digests = {}
+            for path in sorted(p for p in local.rglob("*") if p.is_file()):
+                digests[path.relative_to(local).as_posix()] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        return digests
+
     def run_url(self, run_id: str, experiment_id: str | None = None) -> str:
         """Where a person finds the run: a server URL for http stores, otherwise the run id for `mlflow ui`."""
         if self.tracking_uri.startswith(("http://", "https://")) and experiment_id:
@@ -350,8 +382,7 @@ class MlflowTracking:
         self._mlflow = mlflow
         self.tracking_uri = tracking_uri
         with mlflow_errors(f"configuring MLflow at {tracking_uri}"):
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(registry_uri or tracking_uri)
+            use_uris(tracking_uri, registry_uri)
 
     def ensure_experiment(self, name: str, artifact_location: str | None = None) -> str:
         mlflow = self._mlflow
@@ -361,9 +392,7 @@ class MlflowTracking:
                 return str(exp.experiment_id)
             location = None
             if artifact_location:
-                location = (
-                    artifact_location if "://" in artifact_location else Path(artifact_location).as_uri()
-                )
+                location = artifact_location if "://" in artifact_location else Path(artifact_location).as_uri()
             return str(mlflow.create_experiment(name, artifact_location=location))
 
     @contextlib.contextmanager
@@ -463,6 +492,5 @@ def load_model(model_uri: str, tracking_uri: str, registry_uri: str | None = Non
 
     check_reachable(tracking_uri)
     with mlflow_errors(f"loading model {model_uri}"):
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(registry_uri or tracking_uri)
+        use_uris(tracking_uri, registry_uri)
         return mlflow.sklearn.load_model(model_uri)
