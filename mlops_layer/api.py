@@ -496,6 +496,7 @@ class ModelStatus:
     name: str
     aliases: dict[str, str]
     versions: tuple[VersionStatus, ...]
+    open_alerts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -532,6 +533,7 @@ def status(name: str | None = None, *, settings: Settings | None = None) -> Stat
             ModelStatus(
                 name=model,
                 aliases=aliases,
+                open_alerts=tuple(_open_alerts(cfg, model)),
                 versions=tuple(
                     VersionStatus(
                         version=v.version,

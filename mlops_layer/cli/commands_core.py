@@ -58,6 +58,8 @@ def status_cmd(
         console.print("No registered models yet. Run the pipeline (`dvc repro`) to register one.")
     for model in report.models:
         aliases = ", ".join(f"@{a}→v{v}" for a, v in sorted(model.aliases.items())) or "no aliases"
+        if model.open_alerts:
+            aliases += f"; [red]open alerts: {', '.join(model.open_alerts)}[/]"
         rows = [
             (
                 v.version,

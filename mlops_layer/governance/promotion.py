@@ -8,18 +8,14 @@ moves; a crash in between leaves an audited decision without its completion entr
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import re
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from mlops_layer.audit.actions import ALIAS_SET, PROMOTION_DECIDED, ROLLBACK_DECIDED
-from mlops_layer.errors import ConcurrencyError, MlopsError
+from mlops_layer.errors import MlopsError
 from mlops_layer.governance.approvals import (
     CandidateIdentity,
     SignedApproval,
@@ -41,6 +37,7 @@ from mlops_layer.governance.rules import (
     evaluate,
     evaluate_approvals,
 )
+from mlops_layer.locks import file_lock, lock_path
 
 TAG_REGISTERED_BY = "mlops.registered_by"
 TAG_TRAINED_BY = "mlops.trained_by"
@@ -140,35 +137,16 @@ class PromotionResult:
 LockFactory = Callable[[str, str], "contextlib.AbstractContextManager[None]"]
 
 
-@contextlib.contextmanager
-def file_lock(path: Path, timeout: float = 30.0) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path``; serialises promotions of one model+alias on this machine."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ConcurrencyError(
-                        f"another promotion holds {path.name} for more than {timeout:.0f} s",
-                        hint="wait for it to finish, then retry",
-                    ) from None
-                time.sleep(0.02)
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def file_locks(state_dir: Path) -> LockFactory:
+    """One machine-local lock per model+alias: promotions of the same alias are serialised."""
+
     def factory(model: str, alias: str) -> contextlib.AbstractContextManager[None]:
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{model}@{alias}")
-        return file_lock(state_dir / "locks" / f"promote-{safe}.lock")
+        return file_lock(
+            lock_path(state_dir, "promote", f"{model}@{alias}"),
+            timeout=30.0,
+            what=f"promotion of {model}@{alias}",
+            hint="another promotion of this alias is running; wait for it to finish, then retry",
+        )
 
     return factory
 
