@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1941,6 +1941,7 @@ def retrain(
     to: str = "champion",
     data_dir: str = "data/raw",
     settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> RetrainResult:
     """Retrain ``name``: new labelled data becomes a DVC data version, ``dvc repro`` registers a challenger, and the
     challenger goes through the same policy (automatic where the policy allows it, else it waits for approvals and
@@ -1956,6 +1957,7 @@ def retrain(
     from mlops_layer.retrain import retrain_need
 
     cfg = settings or load_settings()
+    say = progress or (lambda _step: None)
     registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
     try:
         cadence = load_card(cfg.cards_dir, name).retraining.cadence
@@ -1994,8 +1996,10 @@ def retrain(
         )
         step = "bringing in the new data"
         try:
+            say(step)
             data_md5 = _commit_new_data(cfg, batch, data_dir) if batch else None
             step = "running the pipeline (dvc repro)"
+            say(step)
             dvc.repro(cfg.root)
             if dvc.has_remote(cfg.root):
                 step = "pushing the new data and outputs to the DVC remote"
@@ -2021,6 +2025,7 @@ def retrain(
     promoted: list[str] = []
     decision = None
     for target in targets:
+        say(f"sending v{challenger} through the policy to @{target}")
         result = promote(name, challenger, target, automatic=True, settings=cfg)
         decision = result.decision
         if not result.moved:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +16,16 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+_LEAKY = ("MLOPS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's MLflow/mlops settings or git identity."""
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test reads the developer's MLflow/mlops settings or git identity, nor what an earlier test left behind.
+
+    ``mlflow.set_tracking_uri`` exports MLFLOW_TRACKING_URI into the process environment; without the clean-up after
+    each test, a later module-scoped fixture's `dvc repro` would train into an earlier test's store.
+    """
     for var in list(os.environ):
         if var.startswith("MLOPS_") or var.startswith("MLFLOW_TRACKING") or var.startswith("MLFLOW_REGISTRY"):
             monkeypatch.delenv(var, raising=False)
@@ -32,6 +40,16 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     subprocess.run(["git", "config", "--global", "init.defaultBranch", "main"], check=True)
     subprocess.run(["git", "config", "--global", "user.email", "author@example.com"], check=True)
     subprocess.run(["git", "config", "--global", "user.name", "Test Author"], check=True)
+    yield
+    for var in list(os.environ):
+        if var.startswith(_LEAKY):
+            os.environ.pop(var, None)
+    if "mlflow" in sys.modules:  # the fluent API's process-wide URIs, set by the adapter or a test
+        import mlflow.tracking._model_registry.utils as registry_utils
+        import mlflow.tracking._tracking_service.utils as tracking_utils
+
+        tracking_utils._tracking_uri = None
+        registry_utils._registry_uri = None
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -34,7 +34,10 @@ def retrain_cmd(
     """
     from mlops_layer import api
 
-    result = api.retrain(name, data=data, if_needed=if_needed, to=to, data_dir=data_dir)
+    with console.status("retraining…", spinner="dots") as status:
+        result = api.retrain(
+            name, data=data, if_needed=if_needed, to=to, data_dir=data_dir, progress=lambda step: status.update(step)
+        )
     if json_out:
         print_json(result.to_dict())
         return
