@@ -23,7 +23,7 @@ loop: venv  ## monitoring -> alert -> webhook -> retrain -> policy -> approval -
 	$(BIN)/python scripts/loop.py
 
 test: venv  ## lint, types, then the whole test suite against real git, DVC, MLflow and PostgreSQL
-	$(BIN)/ruff check mlops_layer pipelines tests benchmarks
+	$(BIN)/ruff check mlops_layer pipelines tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
@@ -31,8 +31,8 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow and not postgres"
 
 lint: venv
-	$(BIN)/ruff check mlops_layer pipelines tests benchmarks
-	$(BIN)/ruff format --check mlops_layer pipelines tests benchmarks
+	$(BIN)/ruff check mlops_layer pipelines tests benchmarks scripts
+	$(BIN)/ruff format --check mlops_layer pipelines tests benchmarks scripts
 
 typecheck: venv
 	$(BIN)/mypy

@@ -111,9 +111,9 @@ def test_failing_pipeline_leaves_champion_untouched_and_is_audited(ws: Path) -> 
 
 def test_second_concurrent_retrain_says_so(ws: Path) -> None:
     cfg = api.settings(ws)
-    with file_lock(lock_path(cfg.state_dir, "retrain", MODEL), timeout=0):
-        with pytest.raises(ConcurrencyError, match="retraining of 'breast-cancer-classifier' is busy"):
-            api.retrain(MODEL, settings=cfg)
+    busy = "retraining of 'breast-cancer-classifier' is busy"
+    with file_lock(lock_path(cfg.state_dir, "retrain", MODEL), timeout=0), pytest.raises(ConcurrencyError, match=busy):
+        api.retrain(MODEL, settings=cfg)
 
 
 def test_schema_change_is_refused_before_anything_is_written(ws: Path) -> None:

@@ -123,7 +123,7 @@ def test_governed_flow_through_mlflow_server_and_postgres(team_project: Settings
     result = api.promote("team-model", reg.version, "staging", settings=cfg)
     assert result.moved, result.decision
     assert registry.get_aliases("team-model") == {"staging": reg.version}
-    assert api.load_model(f"team-model@staging", settings=cfg).predict([[1.0]])[0] == 1
+    assert api.load_model("team-model@staging", settings=cfg).predict([[1.0]])[0] == 1
     assert api.verify_audit(settings=cfg).ok
     # an alias moved behind the layer's back, straight through the server, is found
     registry.client.set_registered_model_alias("team-model", "champion", reg.version)
