@@ -243,19 +243,37 @@ def governed_run(
 
 
 def load_model(ref: str, *, settings: Settings | None = None) -> Any:
-    """Load a model: ``NAME/VERSION``, ``NAME@ALIAS`` or any MLflow model URI (``runs:/...``, ``models:/...``)."""
+    """Load a model: ``NAME/VERSION``, ``NAME@ALIAS`` or any MLflow model URI (``runs:/...``, ``models:/...``).
+
+    A registered version is loaded only if its files match the sha256 digests the audit trail recorded when it was
+    registered (AuditIntegrityError otherwise).
+    """
+    from mlops_layer.adapters.mlflow import MlflowRegistry
     from mlops_layer.adapters.mlflow import load_model as _load
 
     cfg = settings or load_settings()
-    uri = ref
-    if ":/" not in ref:
-        from mlops_layer.lineage import parse_model_ref
+    if ":/" in ref:
+        return _load(ref, cfg.tracking_uri, cfg.registry_uri)
+    from mlops_layer.lineage import parse_model_ref
 
-        name, version = parse_model_ref(ref)
-        if version is None:
-            raise InputError(f"model reference {ref!r} names no version", hint="use NAME/VERSION or NAME@ALIAS")
-        uri = f"models:/{name}@{version}" if "@" in ref else f"models:/{name}/{version}"
-    return _load(uri, cfg.tracking_uri, cfg.registry_uri)
+    name, version = parse_model_ref(ref)
+    if version is None:
+        raise InputError(f"model reference {ref!r} names no version", hint="use NAME/VERSION or NAME@ALIAS")
+    info = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri).resolve(name, version)
+    return _load_registered(cfg, info.name, info.version)
+
+
+def _load_registered(cfg: Settings, name: str, version: str) -> Any:
+    """Load a registered version after checking its files against the digests recorded at registration."""
+    from mlops_layer.adapters.mlflow import load_model as _load
+    from mlops_layer.audit import actions
+
+    expected: dict[str, str] | None = None
+    with _audit_store(cfg) as trail:
+        for entry in trail.entries(model=name, action=actions.MODEL_REGISTERED):
+            if str(entry.subject.get("version")) == str(version):
+                expected = dict((entry.details or {}).get("artifacts") or {}) or None
+    return _load(f"models:/{name}/{version}", cfg.tracking_uri, cfg.registry_uri, expected_digests=expected)
 
 
 def log_run_metrics(run_id: str, metrics: dict[str, float], *, settings: Settings | None = None) -> None:
@@ -1666,7 +1684,6 @@ def monitor(
     from datetime import datetime, timezone
 
     from mlops_layer.adapters.mlflow import MlflowRegistry
-    from mlops_layer.adapters.mlflow import load_model as _load
     from mlops_layer.drift.io import file_digest
     from mlops_layer.lineage import parse_model_ref
     from mlops_layer.monitoring import dispatch as notices
@@ -1697,7 +1714,7 @@ def monitor(
     registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
     info = registry.resolve(name, ref)
     promoted = promoted_metrics(registry.get_run(info.run_id).metrics) if info.run_id else {}
-    model = _ServingModel(_load(f"models:/{info.name}/{info.version}", cfg.tracking_uri, cfg.registry_uri))
+    model = _ServingModel(_load_registered(cfg, info.name, info.version))
     drift = _MonitorDrift(cfg, registry, info, warnings)
     load_s = time.perf_counter() - started
     recipients = notices.stakeholders(cfg, info.name, warnings)

@@ -102,3 +102,18 @@ def test_register_rejects_a_bad_model_name(project: Settings) -> None:
     run_id, uri = _governed_run_id(project)
     with pytest.raises(InputError, match="model name"):
         api.register("bad name!", run_id, model_uri=uri, settings=project)
+
+
+def test_a_model_changed_in_the_artifact_store_is_never_loaded(project: Settings) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_layer.errors import AuditIntegrityError
+
+    with api.governed_run("train", settings=project) as run:
+        model_uri = run.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]))
+    api.register("m", run.run_id, model_uri=model_uri, settings=project)
+    assert api.load_model("m/1", settings=project).predict([[1.0]])[0] == 1
+    pickled = next(project.root.joinpath("mlartifacts").rglob("model.pkl"))
+    pickled.write_bytes(pickled.read_bytes() + b"\x00")  # someone edits the artifact store behind our back
+    with pytest.raises(AuditIntegrityError, match=r"differ from what was registered: model.pkl"):
+        api.load_model("m/1", settings=project)

@@ -353,17 +353,8 @@ class MlflowRegistry:
 
     def artifact_digests(self, model_uri: str) -> dict[str, str]:
         """``{relative path: "sha256:<hex>"}`` of every file of a logged model (what an in-toto subject names)."""
-        import hashlib
-
-        import mlflow
-
-        with tempfile.TemporaryDirectory() as tmp, mlflow_errors(f"hashing the files of {model_uri}"):
-            use_uris(self.tracking_uri, self.registry_uri)
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
-            digests = {}
-            for path in sorted(p for p in local.rglob("*") if p.is_file()):
-                digests[path.relative_to(local).as_posix()] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-        return digests
+        with tempfile.TemporaryDirectory() as tmp:
+            return digest_tree(_download(model_uri, self.tracking_uri, self.registry_uri, Path(tmp)))
 
     def run_url(self, run_id: str, experiment_id: str | None = None) -> str:
         """Where a person finds the run: a server URL for http stores, otherwise the run id for `mlflow ui`."""
@@ -468,29 +459,69 @@ class MlflowTracking:
         self, model: Any, name: str, pip_requirements: Sequence[str], input_example: Any = None
     ) -> str:
         """Log a scikit-learn model; explicit pip requirements avoid ~8 s of inference. Returns the model URI."""
-        trusted: list[str] | None = None
-        try:  # MLflow 3 saves sklearn models with skops: trust exactly the types of the model we just trained
-            import skops.io
-
-            trusted = list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
-        except ImportError:
-            trusted = None
+        # cloudpickle, not skops: importing skops costs ~2 s on every cold load (`mlops monitor`). Pickle's risk is
+        # met by `load_model`, which refuses files whose sha256 differs from what the audit trail recorded.
         with mlflow_errors("logging the model"):
             info = self._mlflow.sklearn.log_model(
                 model,
                 name=name,
                 pip_requirements=list(pip_requirements),
                 input_example=input_example,
-                skops_trusted_types=trusted,
+                serialization_format="cloudpickle",
             )
         return str(info.model_uri)
 
 
-def load_model(model_uri: str, tracking_uri: str, registry_uri: str | None = None) -> Any:
-    """Load a scikit-learn model by URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/...``)."""
+# Files MLflow writes into a model folder when it is downloaded, different for each registered version.
+DOWNLOAD_METADATA = frozenset({"registered_model_meta"})
+
+
+def digest_tree(folder: Path) -> dict[str, str]:
+    """``{relative path: "sha256:<hex>"}`` of every file under ``folder`` (MLflow's download metadata left out)."""
+    import hashlib
+
+    return {
+        path.relative_to(folder).as_posix(): "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(p for p in folder.rglob("*") if p.is_file())
+        if path.relative_to(folder).as_posix() not in DOWNLOAD_METADATA
+    }
+
+
+def _download(model_uri: str, tracking_uri: str, registry_uri: str | None, dest: Path) -> Path:
     import mlflow
 
     check_reachable(tracking_uri)
-    with mlflow_errors(f"loading model {model_uri}"):
+    with mlflow_errors(f"downloading {model_uri}"):
         use_uris(tracking_uri, registry_uri)
-        return mlflow.sklearn.load_model(model_uri)
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest)))
+
+
+def load_model(
+    model_uri: str,
+    tracking_uri: str,
+    registry_uri: str | None = None,
+    *,
+    expected_digests: Mapping[str, str] | None = None,
+) -> Any:
+    """Load a scikit-learn model by URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/...``).
+
+    With ``expected_digests`` (recorded at registration), every file is checked first: a model whose files changed
+    in the artifact store since it was registered is never unpickled.
+    """
+    import mlflow
+
+    from mlops_layer.errors import AuditIntegrityError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = _download(model_uri, tracking_uri, registry_uri, Path(tmp))
+        if expected_digests:
+            actual = digest_tree(local)
+            wanted = {p: d for p, d in expected_digests.items() if p not in DOWNLOAD_METADATA}
+            changed = sorted(p for p in set(wanted) | set(actual) if wanted.get(p) != actual.get(p))
+            if changed:
+                raise AuditIntegrityError(
+                    f"the files of {model_uri} differ from what was registered: {', '.join(changed)}",
+                    hint="the artifact store was changed after registration; restore it or register a new version",
+                )
+        with mlflow_errors(f"loading model {model_uri}"):
+            return mlflow.sklearn.load_model(str(local))
