@@ -52,6 +52,27 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
         registry_utils._registry_uri = None
 
 
+# A dvc.lock as `dvc repro` writes it for a one-stage `train` pipeline: for tests that need lineage without running DVC.
+TRAIN_LOCK = """schema: '2.0'
+stages:
+  train:
+    cmd: python train.py
+    deps:
+    - path: data/train.csv
+      hash: md5
+      md5: 0123456789abcdef0123456789abcdef
+      size: 1234
+    params:
+      params.yaml:
+        train.C: 0.5
+    outs:
+    - path: model.pkl
+      hash: md5
+      md5: fedcba9876543210fedcba9876543210
+      size: 99
+"""
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 

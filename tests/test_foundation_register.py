@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import TRAIN_LOCK, git
 
 from mlops_layer import api
 from mlops_layer.adapters.mlflow import MlflowRegistry
@@ -14,30 +14,11 @@ from mlops_layer.audit.store import AuditStore
 from mlops_layer.config import Settings
 from mlops_layer.errors import InputError
 
-LOCK = """schema: '2.0'
-stages:
-  train:
-    cmd: python train.py
-    deps:
-    - path: data/train.csv
-      hash: md5
-      md5: 0123456789abcdef0123456789abcdef
-      size: 1234
-    params:
-      params.yaml:
-        train.C: 0.5
-    outs:
-    - path: model.pkl
-      hash: md5
-      md5: fedcba9876543210fedcba9876543210
-      size: 99
-"""
-
 
 @pytest.fixture
 def project(git_repo: Path) -> Settings:
     (git_repo / "params.yaml").write_text("train:\n  C: 0.5\n")
-    (git_repo / "dvc.lock").write_text(LOCK)
+    (git_repo / "dvc.lock").write_text(TRAIN_LOCK)
     git(git_repo, "add", "-A")
     git(git_repo, "commit", "-qm", "project")
     return api.settings(git_repo)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import TRAIN_LOCK, git
 
 from mlops_layer import api
 from mlops_layer.adapters.mlflow import MlflowRegistry
@@ -21,19 +21,6 @@ from mlops_layer.config import Settings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-LOCK = """schema: '2.0'
-stages:
-  train:
-    cmd: python train.py
-    deps:
-    - path: data/train.csv
-      hash: md5
-      md5: 0123456789abcdef0123456789abcdef
-      size: 1234
-    params:
-      params.yaml:
-        train.C: 0.5
-"""
 POLICY = """version: 1
 roles: {}
 targets:
@@ -97,7 +84,7 @@ def team_project(git_repo: Path, mlflow_server: str, pg_server_url: str) -> Sett
     from pg_fixtures import create_database
 
     (git_repo / "params.yaml").write_text("train:\n  C: 0.5\n")
-    (git_repo / "dvc.lock").write_text(LOCK)
+    (git_repo / "dvc.lock").write_text(TRAIN_LOCK)
     (git_repo / "governance").mkdir()
     (git_repo / "governance" / "policy.yaml").write_text(POLICY)
     audit = create_database(pg_server_url)
