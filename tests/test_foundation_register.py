@@ -95,6 +95,12 @@ def test_a_model_changed_in_the_artifact_store_is_never_loaded(project: Settings
     api.register("m", run.run_id, model_uri=model_uri, settings=project)
     assert api.load_model("m/1", settings=project).predict([[1.0]])[0] == 1
     pickled = next(project.root.joinpath("mlartifacts").rglob("model.pkl"))
+    import hashlib
+    import json
+
+    statement = json.loads(api.export_audit("in-toto", settings=project).text or "{}")
+    subjects = {s["name"]: s["digest"] for s in statement["subject"]}
+    assert subjects["model:m/v1/model.pkl"]["sha256"] == hashlib.sha256(pickled.read_bytes()).hexdigest()
     pickled.write_bytes(pickled.read_bytes() + b"\x00")  # someone edits the artifact store behind our back
     with pytest.raises(AuditIntegrityError, match=r"differ from what was registered: model.pkl"):
         api.load_model("m/1", settings=project)
