@@ -515,6 +515,7 @@ class ModelStatus:
     aliases: dict[str, str]
     versions: tuple[VersionStatus, ...]
     open_alerts: tuple[str, ...] = ()
+    pending_approvals: tuple[str, ...] = ()  # "v3 -> @champion approved by alice@example.com", not yet promoted
 
 
 @dataclass(frozen=True)
@@ -522,6 +523,28 @@ class StatusReport:
     tracking_uri: str
     models: tuple[ModelStatus, ...]
     audit: dict[str, Any]
+
+
+def _pending_approvals(cfg: Settings, model: str, aliases: dict[str, str]) -> tuple[str, ...]:
+    """Signed approvals in the trail for a version that does not hold the approved alias yet."""
+    from mlops_layer.audit import actions
+
+    pending: dict[tuple[str, str], list[str]] = {}
+    try:
+        with _audit_store(cfg) as trail:
+            for entry in trail.entries(model=model):
+                key = (str(entry.subject.get("version")), str(entry.subject.get("alias")))
+                if entry.action == actions.APPROVAL_GRANTED:
+                    pending.setdefault(key, []).append(entry.actor)
+                elif entry.action == actions.ALIAS_SET:
+                    pending.pop(key, None)  # the approval was used
+    except MlopsError:
+        return ()
+    return tuple(
+        f"v{version} -> @{alias} approved by {', '.join(sorted(set(who)))}"
+        for (version, alias), who in sorted(pending.items())
+        if aliases.get(alias) != version
+    )
 
 
 def _decision_word(tag: str) -> str:
@@ -552,6 +575,7 @@ def status(name: str | None = None, *, settings: Settings | None = None) -> Stat
                 name=model,
                 aliases=aliases,
                 open_alerts=tuple(_open_alerts(cfg, model)),
+                pending_approvals=_pending_approvals(cfg, model, aliases),
                 versions=tuple(
                     VersionStatus(
                         version=v.version,

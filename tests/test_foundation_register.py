@@ -104,3 +104,18 @@ def test_a_model_changed_in_the_artifact_store_is_never_loaded(project: Settings
     pickled.write_bytes(pickled.read_bytes() + b"\x00")  # someone edits the artifact store behind our back
     with pytest.raises(AuditIntegrityError, match=r"differ from what was registered: model.pkl"):
         api.load_model("m/1", settings=project)
+
+
+def test_status_lists_approvals_not_yet_used(project: Settings) -> None:
+    from mlops_layer.api import _pending_approvals
+
+    with AuditStore.open(project.audit_url) as trail:
+        for version in ("1", "2"):
+            trail.append(
+                actions.APPROVAL_GRANTED,
+                actor="alice@example.com",
+                subject={"model": "m", "version": version, "alias": "champion"},
+            )
+        trail.append(actions.ALIAS_SET, actor="dana", subject={"model": "m", "version": "1", "alias": "champion"})
+    assert _pending_approvals(project, "m", {"champion": "1"}) == ("v2 -> @champion approved by alice@example.com",)
+    assert _pending_approvals(project, "m", {"champion": "2"}) == ()

@@ -60,6 +60,8 @@ def status_cmd(
         aliases = ", ".join(f"@{a}→v{v}" for a, v in sorted(model.aliases.items())) or "no aliases"
         if model.open_alerts:
             aliases += f"; [red]open alerts: {', '.join(model.open_alerts)}[/]"
+        if model.pending_approvals:
+            aliases += f"; [yellow]waiting: {'; '.join(model.pending_approvals)}[/]"
         rows = [
             (
                 v.version,
