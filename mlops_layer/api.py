@@ -80,45 +80,10 @@ def _stage_params(root: Path, stage: str) -> dict[str, Any]:
     from mlops_layer.adapters import dvc
 
     params = dvc.read_params(root)
-    declared: list[str] = []
-    dvc_yaml = root / "dvc.yaml"
-    if dvc_yaml.is_file():
-        import yaml
-
-        try:
-            spec = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{dvc_yaml}: corrupt YAML ({exc})") from None
-        for item in ((spec.get("stages") or {}).get(stage) or {}).get("params") or []:
-            if isinstance(item, str):
-                declared.append(item)
-            elif isinstance(item, dict):
-                for values in item.values():
-                    declared.extend(str(v) for v in values or [])
+    declared = dvc.declared_params(root, stage)
     if not declared:
         return _flatten(params)
     return {key: dvc.lookup_param(params, key) for key in declared}
-
-
-def _pipeline_outputs(root: Path) -> tuple[str, ...]:
-    """Paths dvc.yaml declares as outputs: the pipeline rewrites them, so they do not make the code dirty."""
-    import yaml
-
-    path = root / "dvc.yaml"
-    if not path.is_file():
-        return ()
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        return ()
-    outs: list[str] = []
-    for body in (spec.get("stages") or {}).values():
-        for key in ("outs", "metrics", "plots"):
-            for item in (body or {}).get(key) or []:
-                outs.extend(
-                    [item] if isinstance(item, str) else [str(k) for k in item] if isinstance(item, dict) else []
-                )
-    return tuple(outs)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -207,12 +172,14 @@ def governed_run(
         with api.governed_run("train") as run:
             run.log_params({...}); run.log_model(model)
     """
+    from mlops_layer.adapters import dvc
     from mlops_layer.adapters.git import GitRepo
     from mlops_layer.adapters.mlflow import MlflowRegistry, MlflowTracking
     from mlops_layer.lineage import TAG_RUN, TAG_STAGE, TAG_TRAINED_BY, ParentRef, environment_info
 
     cfg = settings or load_settings(Path(root) if root is not None else None)
-    git = GitRepo(cfg.root).info(exclude=("dvc.lock", *_pipeline_outputs(cfg.root)))
+    # Pipeline outputs are rewritten by the very run being recorded: they do not make the code dirty.
+    git = GitRepo(cfg.root).info(exclude=("dvc.lock", *dvc.pipeline_outputs(cfg.root)))
     params = _stage_params(cfg.root, stage)
     parent_ref = None
     if parent:
@@ -315,6 +282,7 @@ def register(
     from mlops_layer.adapters import dvc
     from mlops_layer.adapters.mlflow import MlflowRegistry, MlflowTracking
     from mlops_layer.audit import actions
+    from mlops_layer.governance.cards import validate_model_name
     from mlops_layer.lineage import (
         LINEAGE_ARTIFACT,
         TAG_AUDIT_SEQ,
@@ -325,8 +293,7 @@ def register(
     )
 
     cfg = settings or load_settings(Path(root) if root is not None else None)
-    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise InputError(f"model name {name!r} is not valid", hint="use letters, digits, '-', '_' and '.'")
+    validate_model_name(name)
     lock = dvc.read_stage(cfg.root, stage)
     registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
     run = registry.get_run(run_id)

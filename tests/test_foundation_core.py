@@ -147,3 +147,16 @@ def test_real_dvc_repro_lock_is_read_exactly(git_repo: Path) -> None:
     assert dvc.pipeline_status(git_repo) == {}
     (git_repo / "in.txt").write_text("changed\n")
     assert dvc.pipeline_status(git_repo) != {}
+
+
+def test_pipeline_file_outputs_params_and_corruption(git_repo: Path) -> None:
+    (git_repo / "dvc.yaml").write_text(
+        "stages:\n  train:\n    cmd: x\n    params: [train.seed, {other.yaml: [a.b]}]\n"
+        "    outs: [model.pkl, {run.json: {cache: false}}]\n    metrics: [{metrics.json: {cache: false}}]\n"
+    )
+    assert dvc.pipeline_outputs(git_repo) == ("model.pkl", "run.json", "metrics.json")
+    assert dvc.declared_params(git_repo, "train") == ["train.seed", "a.b"]
+    assert dvc.declared_params(git_repo, "absent") == []
+    (git_repo / "dvc.yaml").write_text("stages:\n  train: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"dvc.yaml line \d+"):
+        dvc.pipeline_outputs(git_repo)

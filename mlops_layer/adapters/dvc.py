@@ -18,6 +18,7 @@ from typing import Any
 from mlops_layer.errors import BackendError, ConfigError, InputError
 
 LOCK_FILE = "dvc.lock"
+PIPELINE_FILE = "dvc.yaml"
 PARAMS_FILE = "params.yaml"
 
 
@@ -114,9 +115,7 @@ def read_lock(root: Path) -> dict[str, StageLock]:
         )
     data = _load_yaml(path, "DVC lock file")
     if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
-        raise ConfigError(
-            f"{path}: no 'stages' mapping; is this a DVC 3 lock file?", hint="rerun `dvc repro`"
-        )
+        raise ConfigError(f"{path}: no 'stages' mapping; is this a DVC 3 lock file?", hint="rerun `dvc repro`")
     stages: dict[str, StageLock] = {}
     for name, body in data["stages"].items():
         if not isinstance(body, dict):
@@ -140,6 +139,43 @@ def read_stage(root: Path, stage: str) -> StageLock:
             hint=f"run `dvc repro {stage}` so DVC records it",
         )
     return stages[stage]
+
+
+def read_pipeline(root: Path) -> dict[str, dict[str, Any]]:
+    """The stages of ``dvc.yaml`` ({} when there is none); corrupt YAML names the line."""
+    path = root / PIPELINE_FILE
+    if not path.is_file():
+        return {}
+    data = _load_yaml(path, "DVC pipeline file") or {}
+    stages = data.get("stages") if isinstance(data, dict) else None
+    if not isinstance(stages, dict):
+        raise ConfigError(f"{path}: no 'stages' mapping", hint="see https://dvc.org/doc/user-guide/project-structure")
+    return {str(name): body if isinstance(body, dict) else {} for name, body in stages.items()}
+
+
+def declared_params(root: Path, stage: str) -> list[str]:
+    """The params keys a dvc.yaml stage declares (``- key`` and ``- file.yaml: [keys]`` forms)."""
+    declared: list[str] = []
+    for item in read_pipeline(root).get(stage, {}).get("params") or []:
+        if isinstance(item, str):
+            declared.append(item)
+        elif isinstance(item, dict):
+            for values in item.values():
+                declared.extend(str(v) for v in values or [])
+    return declared
+
+
+def pipeline_outputs(root: Path) -> tuple[str, ...]:
+    """Every path dvc.yaml declares as an output (outs, metrics, plots) of any stage."""
+    outs: list[str] = []
+    for body in read_pipeline(root).values():
+        for key in ("outs", "metrics", "plots"):
+            for item in body.get(key) or []:
+                if isinstance(item, str):
+                    outs.append(item)
+                elif isinstance(item, dict):
+                    outs.extend(str(k) for k in item)
+    return tuple(outs)
 
 
 def read_dvc_file(path: Path) -> tuple[DataRef, ...]:

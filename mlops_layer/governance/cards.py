@@ -92,12 +92,17 @@ SUBFIELDS = {
 }
 
 
-def card_path(cards_dir: Path, name: str) -> Path:
+def validate_model_name(name: str) -> None:
+    """One rule for model names everywhere: registration, cards, policy (a name is also the card's file name)."""
     if not _MODEL_NAME.match(name):
         raise InputError(
             f"model name {name!r} is not valid",
             hint="use letters, digits, '.', '_' or '-' (it is also the card's file name)",
         )
+
+
+def card_path(cards_dir: Path, name: str) -> Path:
+    validate_model_name(name)
     return cards_dir / f"{name}.yaml"
 
 
