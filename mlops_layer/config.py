@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import getpass
 import os
-import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mlops_layer.adapters.git import user_email
 from mlops_layer.errors import ConfigError
 
 CONFIG_FILE = "mlops.yaml"
@@ -142,16 +142,6 @@ def read_config_file(root: Path) -> dict[str, Any]:
     return data
 
 
-def _git_user(root: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "config", "user.email"], cwd=root, capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
     """Resolve the settings of the project at ``root`` (found from the cwd when None)."""
     root = (root or find_root()).resolve()
@@ -189,7 +179,7 @@ def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
     artifact_location = values["artifact_location"] or str(root / "mlartifacts")
     if "://" not in artifact_location:
         artifact_location = str((root / artifact_location).resolve())
-    actor = values["actor"] or _git_user(root) or getpass.getuser()
+    actor = values["actor"] or user_email(root) or getpass.getuser()
     return Settings(
         root=root,
         tracking_uri=tracking,

@@ -11,20 +11,22 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-TAG_PREFIX = "mlops."
-TAG_LINEAGE = "mlops.lineage"  # the whole record as compact JSON (when it fits a tag)
-TAG_COMMIT = "mlops.git.commit"
-TAG_BRANCH = "mlops.git.branch"
-TAG_DIRTY = "mlops.git.dirty"
-TAG_DIFF = "mlops.git.diff_sha256"
-TAG_REMOTE = "mlops.git.remote"
-TAG_STAGE = "mlops.dvc.stage"
-TAG_DATA_PREFIX = "mlops.data."
-TAG_PARENT = "mlops.parent"
-TAG_RUN = "mlops.run_id"
-TAG_TRAINED_BY = "mlops.trained_by"
-TAG_REGISTERED_BY = "mlops.registered_by"
-TAG_AUDIT_SEQ = "mlops.audit.seq"
+from mlops_layer import tags as _tags
+
+TAG_PREFIX = _tags.PREFIX
+TAG_LINEAGE = _tags.LINEAGE
+TAG_COMMIT = _tags.COMMIT
+TAG_BRANCH = _tags.BRANCH
+TAG_DIRTY = _tags.DIRTY
+TAG_DIFF = _tags.DIFF
+TAG_REMOTE = _tags.REMOTE
+TAG_STAGE = _tags.STAGE
+TAG_DATA_PREFIX = _tags.DATA_PREFIX
+TAG_PARENT = _tags.PARENT
+TAG_RUN = _tags.RUN
+TAG_TRAINED_BY = _tags.TRAINED_BY
+TAG_REGISTERED_BY = _tags.REGISTERED_BY
+TAG_AUDIT_SEQ = _tags.AUDIT_SEQ
 LINEAGE_ARTIFACT = "mlops/lineage.json"
 PROFILE_ARTIFACT = "mlops/reference_profile.json"
 MAX_TAG_VALUE = 5000  # MLflow's limit for a model version tag value

@@ -148,12 +148,14 @@ def test_sigkill_writers_on_postgres(pg_url: str) -> None:
     deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
         procs = [_writer(pg_url, f"w{k}", -1) for k in range(2)]
-        time.sleep(2.5)  # interpreter start + imports take ~1-2 s on a loaded machine
+        # kill them mid-write, once each has acknowledged a first append (start-up time varies with the load)
+        firsts = [p.stdout.readline() if p.stdout is not None else "" for p in procs]
+        time.sleep(0.3)
         for p in procs:
             p.send_signal(signal.SIGKILL)
-        for p in procs:
+        for p, first in zip(procs, firsts, strict=True):
             out, _ = p.communicate(timeout=30)
-            for line in out.splitlines():
+            for line in (first + out).splitlines():
                 seq, h = line.split()
                 assert acknowledged.setdefault(int(seq), h) == h
     with AuditStore.open(pg_url) as store:

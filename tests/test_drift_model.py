@@ -189,3 +189,21 @@ def test_report_for_a_one_row_batch(tmp_path: Path) -> None:
     assert report.path.is_file() and report.current_rows == 1 and report.reference_from_profile
     for col in result.columns:
         assert report.scores[col.name] == pytest.approx(col.score, abs=0.02, rel=0.03), col.name
+
+
+def test_later_warnings_add_to_the_gates_notes(
+    project: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warning raised while recording (MLflow refused the drift run) joins the notes gathered while checking."""
+    from mlops_layer.api import drift as drift_api
+    from mlops_layer.errors import BackendError
+
+    def refuse(*_args: object, **_kwargs: object) -> str:
+        raise BackendError("the tracking server is read-only")
+
+    monkeypatch.setattr(drift_api, "_log_drift_run", refuse)
+    config = {"prediction_column": "prediction"}
+    result = api.drift_check("m@champion", tmp_path / "same.csv", settings=project, config=config)
+    assert any("prediction drift not checked" in w for w in result.warnings), result.warnings
+    assert any("could not log the drift check to MLflow" in w for w in result.warnings), result.warnings
+    assert result.audit_seq is not None

@@ -107,7 +107,7 @@ def test_a_model_changed_in_the_artifact_store_is_never_loaded(project: Settings
 
 
 def test_status_lists_approvals_not_yet_used(project: Settings) -> None:
-    from mlops_layer.api import _pending_approvals
+    from mlops_layer.api.status import pending_approvals as _pending_approvals
 
     with AuditStore.open(project.audit_url) as trail:
         for version in ("1", "2"):

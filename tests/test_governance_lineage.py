@@ -35,7 +35,9 @@ def test_live_lineage_probe(git_repo: Path, tmp_path: Path) -> None:
     )
     dvc.repro(git_repo)
     info = version_from_lock(git_repo, "train")
-    probe = api._lineage_probe(api.settings(git_repo))
+    from mlops_layer.api.governance import _lineage_probe
+
+    probe = _lineage_probe(api.settings(git_repo))
 
     status = probe(info, True, True)
     assert status.committed is True and status.lock_up_to_date is True

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops_layer.errors import BackendError, ConfigError, InputError
+from mlops_layer.errors import BackendError, ConfigError, InputError, MlopsError
 
 LOCK_FILE = "dvc.lock"
 PIPELINE_FILE = "dvc.yaml"
@@ -285,3 +285,54 @@ def push(root: Path, remote: str | None = None) -> None:
 def has_remote(root: Path) -> bool:
     """Whether a DVC remote is configured (``dvc remote list`` prints one)."""
     return bool(run_dvc(root, "remote", "list").strip())
+
+
+def _flatten_nested(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten_nested(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def stage_params(root: Path, stage: str) -> dict[str, Any]:
+    """The params a dvc.yaml stage declares, with their current values in params.yaml (all params, dotted, if none)."""
+    params = read_params(root)
+    declared = declared_params(root, stage)
+    if not declared:
+        return _flatten_nested(params)
+    return {key: lookup_param(params, key) for key in declared}
+
+
+def locked_md5(root: Path, path: str) -> str | None:
+    """The md5 dvc.lock records for ``path`` (or for the output folder holding it), as an earlier stage wrote it."""
+    try:
+        stages = read_lock(root)
+    except MlopsError:
+        return None
+    for stage in stages.values():
+        for ref in stage.outs:
+            if path == ref.path or path.startswith(ref.path.rstrip("/") + "/"):
+                return ref.md5
+    return None
+
+
+class DvcWorkspace:
+    """DVC's view of a workspace, as the ``lineage_clean`` rule asks it (``governance.workspace.WorkspacePort``)."""
+
+    def __init__(self, root: Path, remote: str | None = None) -> None:
+        self.root = root
+        self.remote = remote
+
+    def locked_hashes(self, stage: str) -> dict[str, str]:
+        lock = read_stage(self.root, stage)
+        return {r.path: r.md5 for r in (*lock.deps, *lock.outs)}
+
+    def stale_stages(self) -> list[str]:
+        return sorted(pipeline_status(self.root))
+
+    def missing_in_remote(self) -> set[str]:
+        return set(missing_in_remote(self.root, self.remote))

@@ -116,6 +116,42 @@ class GitRepo:
         except Exception:  # noqa: BLE001 - gitpython raises GitCommandError for a missing path
             return None
 
+    def commit_paths(self, paths: tuple[str, ...], message: str) -> str:
+        """Stage and commit exactly ``paths`` (relative to the root) with ``message``; returns the new commit."""
+        import git
+
+        try:
+            self.repo.git.add("--", *paths)
+            self.repo.git.commit("-q", "-m", message, "--", *paths)
+        except git.GitCommandError as exc:
+            raise BackendError(f"git could not commit {', '.join(paths)}: {exc.stderr.strip() or exc}") from exc
+        return self.head_commit()
+
+
+def config_value(root: Path, key: str) -> str | None:
+    """``git config KEY`` as seen from ``root`` (repository, then global), or None when unset or git is missing."""
+    try:
+        out = subprocess.run(
+            ["git", "config", key], cwd=root, capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def user_email(root: Path) -> str | None:
+    """The committer e-mail git would use in ``root``: the declared identity of local mode."""
+    return config_value(root, "user.email")
+
+
+def signing_key_file(root: Path) -> Path | None:
+    """git's ``user.signingkey`` when it names a key file (the key people already sign commits with)."""
+    value = config_value(root, "user.signingkey")
+    if not value or value.startswith(("ssh-", "key::")):
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_file() else None
+
 
 def is_git_repo(path: Path) -> bool:
     try:

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_layer.errors import BackendError, InputError, MlopsError, NotFoundError
+from mlops_layer.tags import DVC_MD5 as TAG_DVC_MD5
+from mlops_layer.tags import DVC_PATH as TAG_DVC_PATH
+from mlops_layer.tags import DVC_SIZE as TAG_DVC_SIZE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -450,9 +453,9 @@ class MlflowTracking:
         with mlflow_errors(f"logging dataset {path}"):
             source = LocalArtifactDatasetSource(path)
             dataset = MetaDataset(source=source, name=path, digest=md5[:36])  # type: ignore[abstract]
-            tags = {"mlops.dvc.md5": md5, "mlops.dvc.path": path}
+            tags = {TAG_DVC_MD5: md5, TAG_DVC_PATH: path}
             if size is not None:
-                tags["mlops.dvc.size"] = str(size)
+                tags[TAG_DVC_SIZE] = str(size)
             self._mlflow.log_input(dataset, context=context, tags=tags)
 
     def log_sklearn_model(
@@ -525,3 +528,61 @@ def load_model(
                 )
         with mlflow_errors(f"loading model {model_uri}"):
             return mlflow.sklearn.load_model(str(local))
+
+
+class MonitoringTracker:
+    """Each monitored batch as a point in time: one MLflow run per serving version in experiment ``monitoring/<model>``,
+    metrics logged with step = batch number and the batch's timestamp, so the MLflow UI charts them
+    (``monitoring.monitor.TrackingPort``)."""
+
+    def __init__(self, tracking_uri: str, registry_uri: str | None, artifact_location: str | None, model: str) -> None:
+        self.model = model
+        self.experiment = f"monitoring/{model}"
+        self.artifact_location = artifact_location
+        self.tracking = MlflowTracking(tracking_uri, registry_uri)
+        self.registry = MlflowRegistry(tracking_uri, registry_uri)
+
+    def log_batch(
+        self,
+        *,
+        version: str,
+        run_id: str | None,
+        seq: int,
+        timestamp: datetime,
+        metrics: Mapping[str, float],
+        summary: Mapping[str, Any],
+        promoted: Mapping[str, Any] | None,
+    ) -> tuple[str, str]:
+        from mlops_layer import tags as _tags
+
+        experiment_id = self.tracking.ensure_experiment(self.experiment, self.artifact_location)
+        run_tags = {_tags.MONITORING_MODEL: self.model, _tags.MONITORING_VERSION: version}
+        if run_id is not None:
+            try:
+                return self._log(experiment_id, run_id, version, run_tags, seq, timestamp, metrics, summary, promoted)
+            except BackendError:
+                run_id = None  # the remembered run is gone (store reset): start a new one
+        return self._log(experiment_id, None, version, run_tags, seq, timestamp, metrics, summary, promoted)
+
+    def _log(
+        self,
+        experiment_id: str,
+        run_id: str | None,
+        version: str,
+        run_tags: dict[str, str],
+        seq: int,
+        timestamp: datetime,
+        metrics: Mapping[str, float],
+        summary: Mapping[str, Any],
+        promoted: Mapping[str, Any] | None,
+    ) -> tuple[str, str]:
+        with self.tracking.run(experiment_id, f"{self.model} v{version}", run_tags, run_id=run_id) as rid:
+            if run_id is None and promoted:
+                self.tracking.log_params({f"promoted.{k}": v for k, v in promoted.items()})
+            self.tracking.log_metrics(metrics, step=seq, timestamp_ms=int(timestamp.timestamp() * 1000))
+            self.tracking.log_dict(summary, f"batches/{seq:06d}.json")
+        return rid, self.registry.run_url(rid, experiment_id)
+
+    def attach(self, run_id: str, path: Path, seq: int) -> None:
+        with self.tracking.run("", None, {}, run_id=run_id):
+            self.tracking.log_artifact(path, f"reports/batch-{seq:06d}")

@@ -108,6 +108,18 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     traceback: bool = typer.Option(False, "--traceback", help="Show the full Python traceback on errors."),
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI for this command (beats MLOPS_TRACKING_URI, MLFLOW_TRACKING_URI and mlops.yaml). "
+        "Example: mlops --tracking-uri http://mlflow:5000 status",
+    ),
+    audit_url: str | None = typer.Option(
+        None,
+        "--audit-url",
+        help="Audit trail database URL for this command (beats MLOPS_AUDIT_URL and mlops.yaml). "
+        "Example: mlops --audit-url sqlite:///.mlops/audit.db audit verify",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
@@ -115,6 +127,13 @@ def _root(
     """Governance over MLflow and DVC."""
     if traceback:
         state.traceback = True
+    # Flags go first in the settings order. They are handed on as the highest-priority variables, so the settings
+    # every command resolves see them, and so do the `dvc repro` stages a command starts (retrain trains into the
+    # same store the command was pointed at).
+    if tracking_uri:
+        os.environ["MLOPS_TRACKING_URI"] = tracking_uri
+    if audit_url:
+        os.environ["MLOPS_AUDIT_URL"] = audit_url
 
 
 def exit_with(code: int) -> None:

@@ -10,9 +10,8 @@ from typing import Any
 import typer
 
 from mlops_layer.cli.app import app, new_app
+from mlops_layer.cli.options import json_option
 from mlops_layer.cli.render import console, ok_mark, print_json, table
-
-JSON_HELP = "Print the result as JSON (for machines) instead of tables."
 
 audit_app = new_app("The tamper-evident audit trail: list, show, verify, export, checkpoint, reconcile.")
 app.add_typer(audit_app, name="audit")
@@ -47,7 +46,7 @@ def log_cmd(
     action: str = typer.Option(None, "--action", "-a", help="Only this action, e.g. alias.set or promotion.decided."),
     since: str = typer.Option(None, "--since", help="Only entries at or after this time: ISO 8601, or an age (7d)."),
     limit: int = typer.Option(None, "--limit", "-n", help="Show only the newest N matching entries."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """List audit entries, oldest first.
 
@@ -80,7 +79,7 @@ def log_cmd(
 @audit_app.command("show")
 def show_cmd(
     seq: int = typer.Argument(..., help="Sequence number of the entry."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Show one audit entry in full, with its hashes.
 
@@ -99,7 +98,7 @@ def show_cmd(
 
 @audit_app.command("verify")
 def verify_cmd(
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
     deep: bool = typer.Option(
         False, "--deep", help="Also parse every body: canonical form, NFC, schema, query columns (slower)."
     ),
@@ -159,7 +158,7 @@ def export_cmd(
     ),
     action: str = typer.Option(None, "--action", "-a", help="Only this action."),
     since: str = typer.Option(None, "--since", help="Only entries at or after this time: ISO 8601, or an age (7d)."),
-    json_out: bool = typer.Option(False, "--json", help="With --out: print a JSON summary of what was written."),
+    json_out: bool = json_option("With --out: print a JSON summary of what was written."),
 ) -> None:
     """Export the trail as JSON Lines or as an in-toto Statement v1 (subjects: model artifacts and data digests).
 
@@ -186,7 +185,7 @@ def checkpoint_cmd(
     append_file: bool = typer.Option(
         False, "--append-file", help="Also append it to the checkpoint file kept in git (then commit that file)."
     ),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Sign the trail's size and head hash; store the checkpoint (and append it to the checkpoint file).
 
@@ -207,7 +206,7 @@ def checkpoint_cmd(
 
 @audit_app.command("reconcile")
 def reconcile_cmd(
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
     record_incident: bool = typer.Option(
         False, "--record-incident", help="Append each finding to the trail as a reconcile.incident entry."
     ),
@@ -239,7 +238,7 @@ def history_cmd(
     name: str = typer.Argument(..., help="Registered model name."),
     alias: str = typer.Option(None, "--alias", "-a", help="Only this alias (required with --at)."),
     at: str = typer.Option(None, "--at", help="Which version held --alias at this time (ISO 8601, or an age: 3d)."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Which version held each alias of a model, and when, answered from the audit trail.
 

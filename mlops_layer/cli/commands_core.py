@@ -7,15 +7,14 @@ from pathlib import Path
 import typer
 
 from mlops_layer.cli.app import app
+from mlops_layer.cli.options import json_option
 from mlops_layer.cli.render import console, print_json, table
-
-JSON_HELP = "Print the result as JSON (for machines) instead of tables."
 
 
 @app.command("init")
 def init_cmd(
     path: Path = typer.Argument(Path("."), help="A folder inside the git repository to set up."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Scaffold mlops.yaml and governance/ in an existing git repository and run `dvc init` where needed.
 
@@ -41,7 +40,7 @@ def init_cmd(
 @app.command("status")
 def status_cmd(
     name: str = typer.Argument(None, help="Only this registered model (default: all)."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Registered models with their versions, aliases and governance state, and the audit trail's head.
 
@@ -92,7 +91,7 @@ def status_cmd(
 def lineage_cmd(
     name: str = typer.Argument(..., help="Registered model name."),
     version: str = typer.Argument(..., help="Version number or alias."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Where a model version came from: git commit, DVC data hashes, params, run, parent and ancestry.
 

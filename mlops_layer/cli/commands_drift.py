@@ -10,9 +10,8 @@ from typing import Any
 import typer
 
 from mlops_layer.cli.app import app
+from mlops_layer.cli.options import json_option
 from mlops_layer.cli.render import console, err_console, ok_mark, print_json
-
-JSON_HELP = "Print the result as JSON (for machines) instead of tables."
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -78,7 +77,7 @@ def drift_cmd(
     no_log: bool = typer.Option(
         False, "--no-log", help="Do not record the result (MLflow run, version tags, audit entry) of a model check."
     ),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Check a batch for drift: schema first, then per-column statistics against the reference. Exit 1 on breach.
 

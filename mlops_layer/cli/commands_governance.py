@@ -8,9 +8,9 @@ from typing import Any
 import typer
 
 from mlops_layer.cli.app import app, new_app
+from mlops_layer.cli.options import json_option
 from mlops_layer.cli.render import console, ok_mark, print_json, table
 
-JSON_HELP = "Print the result as JSON (for machines) instead of tables."
 TO_HELP = "The target alias, e.g. staging or champion (a target of governance/policy.yaml)."
 
 card_app = new_app("Model cards: the governance metadata of a model (governance/models/NAME.yaml).")
@@ -51,7 +51,7 @@ def _decision_json(decision: Any, extra: dict[str, Any] | None = None) -> dict[s
 @card_app.command("show")
 def card_show_cmd(
     name: str = typer.Argument(..., help="Registered model name (the card is governance/models/NAME.yaml)."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Show the model card of NAME: owner, use, SLA, retraining, approvers, sensitivity, stakeholders.
 
@@ -92,7 +92,7 @@ def card_show_cmd(
 @card_app.command("validate")
 def card_validate_cmd(
     name: str = typer.Argument(..., help="Registered model name (the card is governance/models/NAME.yaml)."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Validate the model card of NAME; errors name the file, the field and the line (exit 2).
 
@@ -115,7 +115,7 @@ def check_cmd(
     name: str = typer.Argument(..., help="Registered model name."),
     version: str = typer.Argument(..., help="Model version number."),
     to: str = typer.Option(..., "--to", help=TO_HELP),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Evaluate the promotion policy for VERSION -> ALIAS without acting; every rule with observed/expected.
 
@@ -139,7 +139,7 @@ def promote_cmd(
     name: str = typer.Argument(..., help="Registered model name."),
     version: str = typer.Argument(..., help="Model version number."),
     to: str = typer.Option(..., "--to", help=TO_HELP),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Move ALIAS to VERSION only if every rule of the policy passes; the decision is audited either way.
 
@@ -157,7 +157,7 @@ def promote_cmd(
 def rollback_cmd(
     name: str = typer.Argument(..., help="Registered model name."),
     to: str = typer.Option(..., "--to", help="The alias to return to its previous holder."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Return ALIAS to the version that held it before (from the audit trail); audited.
 
@@ -203,7 +203,7 @@ def _approval_command(reject: bool) -> Any:
         for_rollback: bool = typer.Option(
             False, "--rollback", help="Approve rolling ALIAS back to VERSION (not a promotion)."
         ),
-        json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+        json_out: bool = json_option(),
     ) -> None:
         from mlops_layer import api
 

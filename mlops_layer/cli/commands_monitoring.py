@@ -8,9 +8,8 @@ from typing import Any
 import typer
 
 from mlops_layer.cli.app import app, new_app
+from mlops_layer.cli.options import json_option
 from mlops_layer.cli.render import console, ok_mark, print_json, table
-
-JSON_HELP = "Print the result as JSON (for machines) instead of tables."
 
 alerts_app = new_app("Alert state of monitored models and queued notifications.")
 app.add_typer(alerts_app, name="alerts")
@@ -35,7 +34,7 @@ def monitor_cmd(
     fail_on_alert: bool = typer.Option(
         False, "--fail-on-alert", help="Exit 1 when an alert is open after this batch (for schedulers)."
     ),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Score a production batch against the serving version: drift, predictions and, with labels, its metrics.
 
@@ -92,7 +91,7 @@ def _render(result: Any) -> None:
 @alerts_app.command("status")
 def alerts_status_cmd(
     name: str = typer.Argument(..., help="The monitored model."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Where the alerts of a model stand: open alerts, each rule's last assessment, queued notifications.
 
@@ -126,7 +125,7 @@ def alerts_status_cmd(
 
 
 @alerts_app.command("flush")
-def alerts_flush_cmd(json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+def alerts_flush_cmd(json_out: bool = json_option()) -> None:
     """Retry the notifications that could not be delivered (they wait in the outbox under .mlops/monitoring).
 
     Example: mlops alerts flush

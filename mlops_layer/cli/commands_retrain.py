@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mlops_layer.cli.app import app
+from mlops_layer.cli.options import json_option
 from mlops_layer.cli.render import console, ok_mark, print_json, table
 
 
@@ -21,7 +22,7 @@ def retrain_cmd(
     ),
     to: str = typer.Option("champion", "--to", help="The alias the challenger is sent to, through the policy."),
     data_dir: str = typer.Option("data/raw", "--data-dir", help="The DVC-tracked folder the pipeline trains from."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_out: bool = json_option(),
 ) -> None:
     """Retrain a model and send the challenger through the promotion policy.
 

@@ -20,12 +20,13 @@ err_console = Console(stderr=True, highlight=False)
 
 def to_jsonable(obj: Any) -> Any:
     """Turn result objects (dataclasses, pydantic models, paths, datetimes) into JSON-able values."""
+    # A result's own to_dict() wins: redactions written there (webhook URLs, secrets) cannot be bypassed.
+    if hasattr(obj, "to_dict") and callable(obj.to_dict) and not isinstance(obj, type):
+        return to_jsonable(obj.to_dict())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if hasattr(obj, "model_dump"):
         return to_jsonable(obj.model_dump())
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return to_jsonable(obj.to_dict())
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):

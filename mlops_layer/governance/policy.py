@@ -172,6 +172,17 @@ class Policy:
         per_model = self.model_targets.get(model, {})
         return per_model.get(alias) or self.targets.get(alias)
 
+    def promotion_chain(self, model: str, alias: str) -> list[str]:
+        """``alias`` preceded by the aliases its ``promotion_order`` rules require to be held first (staging, then
+        champion): the order in which a new version walks the targets."""
+        chain = [alias]
+        while True:
+            target = self.target(model, chain[0])
+            before = [r.must_have_held for r in (target.rules if target else ()) if isinstance(r, PromotionOrder)]
+            if not before or before[0] in chain:
+                return chain
+            chain.insert(0, before[0])
+
     def roles_of(self, principal: str) -> tuple[str, ...]:
         return self.roles.get(principal, ())
 

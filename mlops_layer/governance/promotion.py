@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from mlops_layer import tags
 from mlops_layer.audit.actions import ALIAS_SET, PROMOTION_DECIDED, ROLLBACK_DECIDED
 from mlops_layer.errors import MlopsError
 from mlops_layer.governance.approvals import (
@@ -38,19 +39,14 @@ from mlops_layer.governance.rules import (
     evaluate_approvals,
 )
 from mlops_layer.locks import file_lock, lock_path
+from mlops_layer.tags import mirror
 
-TAG_REGISTERED_BY = "mlops.registered_by"
-TAG_TRAINED_BY = "mlops.trained_by"
-TAG_DIGEST = "mlops.model.digest"
-TAG_POLICY_HASH = "mlops.policy.hash"
-
-
-def decision_tag(alias: str) -> str:
-    return f"mlops.decision.{alias}"
-
-
-def approvals_tag(alias: str) -> str:
-    return f"mlops.approvals.{alias}"
+TAG_REGISTERED_BY = tags.REGISTERED_BY
+TAG_TRAINED_BY = tags.TRAINED_BY
+TAG_DIGEST = tags.DIGEST
+TAG_POLICY_HASH = tags.POLICY_HASH
+decision_tag = tags.decision_tag
+approvals_tag = tags.approvals_tag
 
 
 def approvals_tag_value(standing: Mapping[str, str]) -> str:
@@ -248,6 +244,16 @@ class Governance:
     def registry_matches_trail(self, name: str, alias: str, registry_holder: str | None) -> RuleResult:
         """The alias must hold what the audit trail says it should: anything else was moved behind our back."""
         record = self.trail.alias_record(name, alias)
+        if record.tracked and record.version != registry_holder:
+            # A promotion of this alias moves the registry and then records the move, both under the alias's lock:
+            # a disagreement seen without the lock may be one in flight. Look again once it has finished.
+            with self.locks(name, alias):
+                forget = getattr(self.trail, "forget", None)
+                if forget is not None:
+                    forget(name)
+                record = self.trail.alias_record(name, alias)
+                if self.registry.get_aliases(name).get(alias) == record.version:
+                    registry_holder = record.version
         expected = record.version if record.tracked else "(not yet governed)"
         if not record.tracked:
             msg = f"'{alias}' has no history in the audit trail yet: starting from {_v(registry_holder)}"
@@ -397,11 +403,8 @@ class Governance:
                     **{p: "reject" for p in approvals.observed.get("rejected_by", [])},
                 }
             )
-        try:
-            self.registry.set_version_tags(d.model, d.version, tags)
-        except MlopsError as exc:
-            return replace(result, warnings=(*result.warnings, f"could not mirror tags to MLflow: {exc.message}"))
-        return result
+        failed = mirror(self.registry, d.model, d.version, tags, what="the decision tags")
+        return replace(result, warnings=(*result.warnings, failed)) if failed else result
 
     # -- rollback ----------------------------------------------------------------------------------------------
     def rollback(self, name: str, target: str) -> PromotionResult:

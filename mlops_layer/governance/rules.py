@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from mlops_layer import tags
 from mlops_layer.governance.approvals import ApprovalCheck, CandidateIdentity, format_time
 from mlops_layer.governance.cards import ModelCard, check_required
 from mlops_layer.governance.decisions import Decision, RuleResult
 from mlops_layer.governance.policy import (
+    Approvals,
     CardFields,
     DriftPassed,
     LineageClean,
@@ -28,8 +30,8 @@ from mlops_layer.governance.policy import (
     rule_type,
 )
 
-TAG_DIRTY = "mlops.git.dirty"
-TAG_COMMIT = "mlops.git.commit"
+TAG_DIRTY = tags.DIRTY
+TAG_COMMIT = tags.COMMIT
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,34 @@ def _drift_passed(rule: DriftPassed, ctx: PromotionContext) -> Verdict:
     return True, observed, expected, "the latest drift check passed"
 
 
+def duty_conflict(
+    principal: str,
+    candidate: Candidate,
+    *,
+    exclude_trainer: bool = True,
+    exclude_registrant: bool = True,
+) -> str | None:
+    """Separation of duties, the one place it is decided: what ``principal`` did to the candidate that forbids them
+    approving it (``trained``, ``registered``, ``registered or trained``), or None."""
+    who = principal.lower()
+    for other, label, on in (
+        (candidate.registered_by, "registered", exclude_registrant),
+        (candidate.trained_by, "trained", exclude_trainer),
+        *((other, "registered or trained", exclude_registrant) for other in candidate.other_identities),
+    ):
+        if on and other and other.lower() == who:
+            return label
+    return None
+
+
+def separation_flags(rules: tuple[Rule, ...]) -> tuple[bool, bool]:
+    """(exclude_trainer, exclude_registrant) of a target's approvals rules (the defaults when it has none)."""
+    found = [r for r in rules if isinstance(r, Approvals)]
+    if not found:
+        return True, True
+    return any(r.exclude_trainer for r in found), any(r.exclude_registrant for r in found)
+
+
 def evaluate_approvals(
     count: int,
     roles: tuple[str, ...],
@@ -433,15 +463,6 @@ def evaluate_approvals(
 
     cand = ctx.candidate
     changed = cand.changed_at or cand.created_at
-    excluded = {
-        who.lower(): label
-        for who, label, on in (
-            *((other, "registered or trained", exclude_registrant) for other in cand.other_identities),
-            (cand.trained_by, "trained", exclude_trainer),
-            (cand.registered_by, "registered", exclude_registrant),
-        )
-        if who and on
-    }
     approvers: list[ApprovalCheck] = []
     blockers: list[str] = []
     rejecters: list[str] = []
@@ -452,11 +473,11 @@ def evaluate_approvals(
                 f"{principal} holds none of the roles {', '.join(roles)} (holds: {', '.join(check.roles) or 'none'})"
             )
             continue
-        if principal.lower() in excluded:
-            notes.append(
-                f"{principal} {excluded[principal.lower()]} version {cand.version}: separation of duties "
-                "forbids approving it"
-            )
+        conflict = duty_conflict(
+            principal, cand, exclude_trainer=exclude_trainer, exclude_registrant=exclude_registrant
+        )
+        if conflict:
+            notes.append(f"{principal} {conflict} version {cand.version}: separation of duties forbids approving it")
             continue
         if changed is not None and check.time <= changed:
             notes.append(

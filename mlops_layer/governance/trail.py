@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from mlops_layer.audit import actions
+from mlops_layer.audit.acting import ActingTrail
 from mlops_layer.errors import MlopsError
 from mlops_layer.governance.approvals import ApprovalStatement, SignedApproval
 from mlops_layer.governance.promotion import AliasRecord
@@ -47,18 +48,21 @@ class EntryView(Protocol):
     def details(self) -> dict[str, Any]: ...
 
 
-class AuditTrailView:
+class AuditTrailView(ActingTrail):
     """Implements the promotion flow's ``TrailPort`` over an ``AuditStore``."""
 
     def __init__(self, store: Any, actor: str) -> None:
-        self.store = store
-        self.actor = actor
+        super().__init__(store, actor)
         self._cache: dict[str, list[EntryView]] = {}
 
     def _entries(self, model: str) -> list[EntryView]:
         if model not in self._cache:
             self._cache[model] = list(self.store.entries(model=model, action=_READ))
         return self._cache[model]
+
+    def forget(self, model: str) -> None:
+        """Drop what was read of ``model``'s entries: the next read sees what others appended since."""
+        self._cache.pop(model, None)
 
     # -- writing -------------------------------------------------------------------------------------------------
     def record(
@@ -75,17 +79,9 @@ class AuditTrailView:
         if decision is not None:
             verdict = "allowed" if decision.get("allowed") else "refused"
             reasons = [str(r) for r in decision.get("reasons", [])]
-        entry = self.store.append(
-            action,
-            actor=self.actor,
-            subject=subject,
-            run_id=run_id,
-            decision=verdict,
-            reasons=reasons,
-            details=details,
-        )
+        seq = self.append(action, subject=subject, run_id=run_id, decision=verdict, reasons=reasons, details=details)
         self._cache.pop(subject.get("model", ""), None)
-        return int(entry.seq)
+        return seq
 
     def record_approval(self, approval: SignedApproval) -> int:
         """Store a signed approval/rejection; the actor is the verified signer, the details the signed statement."""

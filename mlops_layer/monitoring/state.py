@@ -87,3 +87,8 @@ def model_lock(state_dir: Path, model: str, *, timeout: float = 30.0) -> context
         what=f"monitoring of {model!r}",
         hint="another `mlops monitor` of this model is running; wait for it to finish, then retry",
     )
+
+
+def open_alerts(state_dir: Path, model: str) -> list[str]:
+    """The ids of the alerts of ``model`` that are open now."""
+    return list(load_state(state_dir, model).open_alerts())

@@ -1,0 +1,97 @@
+"""The one facade of mlops_layer: plain functions that open adapters, call the core, close them, return results.
+
+One module per capability — ``training`` (init, governed runs, registration, lineage, loading), ``status``,
+``audit``, ``governance`` (cards, check, promote, rollback, approve), ``drift``, ``monitoring``, ``retrain`` — wired
+by ``_wiring``. The CLI, the pipeline stages and users' own scripts all call these; nothing here prints. Heavy
+libraries (mlflow, dvc, pandas, evidently) are imported inside functions, never at module top.
+"""
+
+from __future__ import annotations
+
+from mlops_layer.api._wiring import settings
+from mlops_layer.api.audit import (
+    AuditCheckpointResult,
+    AuditExport,
+    HistoryReport,
+    audit_entry,
+    audit_log,
+    checkpoint_audit,
+    export_audit,
+    history,
+    open_audit,
+    parse_time,
+    reconcile_audit,
+    verify_audit,
+)
+from mlops_layer.api.drift import drift_check, drift_config, profile_for_training, reference_profile
+from mlops_layer.api.governance import (
+    CardValidation,
+    approve,
+    card_show,
+    card_validate,
+    check,
+    promote,
+    rollback,
+)
+from mlops_layer.api.monitoring import AlertStatus, alert_status, flush_notifications, monitor
+from mlops_layer.api.retrain import RetrainResult, retrain
+from mlops_layer.api.status import ModelStatus, StatusReport, VersionStatus, status
+from mlops_layer.api.training import (
+    GovernedRun,
+    InitResult,
+    LineageReport,
+    Registration,
+    governed_run,
+    init,
+    lineage,
+    load_model,
+    log_run_metrics,
+    register,
+)
+
+__all__ = [
+    "AlertStatus",
+    "AuditCheckpointResult",
+    "AuditExport",
+    "CardValidation",
+    "GovernedRun",
+    "HistoryReport",
+    "InitResult",
+    "LineageReport",
+    "ModelStatus",
+    "Registration",
+    "RetrainResult",
+    "StatusReport",
+    "VersionStatus",
+    "alert_status",
+    "approve",
+    "audit_entry",
+    "audit_log",
+    "card_show",
+    "card_validate",
+    "check",
+    "checkpoint_audit",
+    "drift_check",
+    "drift_config",
+    "export_audit",
+    "flush_notifications",
+    "governed_run",
+    "history",
+    "init",
+    "lineage",
+    "load_model",
+    "log_run_metrics",
+    "monitor",
+    "open_audit",
+    "parse_time",
+    "profile_for_training",
+    "promote",
+    "reconcile_audit",
+    "reference_profile",
+    "register",
+    "retrain",
+    "rollback",
+    "settings",
+    "status",
+    "verify_audit",
+]

@@ -1,0 +1,88 @@
+"""The facade's wiring: settings, and the registry, tracking, audit store and governance trail built from them once.
+
+Every api module opens its backends through here, so each is built one way and closed on every path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_layer.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from mlops_layer.adapters.mlflow import MlflowRegistry, MlflowTracking
+    from mlops_layer.audit.acting import ActingTrail
+    from mlops_layer.audit.store import AuditStore
+    from mlops_layer.governance.trail import AuditTrailView
+
+
+def settings(root: Path | str | None = None, **overrides: Any) -> Settings:
+    """Resolve the settings of the project at ``root`` (default: found from the cwd)."""
+    return load_settings(Path(root) if root is not None else None, **overrides)
+
+
+def resolve(cfg: Settings | None, root: Path | str | None = None) -> Settings:
+    """The settings a facade function was given, or those of the project at ``root`` / the cwd."""
+    return cfg or load_settings(Path(root) if root is not None else None)
+
+
+def registry(cfg: Settings) -> MlflowRegistry:
+    from mlops_layer.adapters.mlflow import MlflowRegistry
+
+    return MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+
+
+def tracking(cfg: Settings) -> MlflowTracking:
+    from mlops_layer.adapters.mlflow import MlflowTracking
+
+    return MlflowTracking(cfg.tracking_uri, cfg.registry_uri)
+
+
+@contextlib.contextmanager
+def audit_store(cfg: Settings) -> Iterator[AuditStore]:
+    """The raw audit store (reads, verification, checkpoints)."""
+    from mlops_layer.audit.store import AuditStore
+
+    store = AuditStore.open(cfg.audit_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def acting_trail(cfg: Settings) -> Iterator[ActingTrail]:
+    """The audit trail as the acting principal appends to it."""
+    from mlops_layer.audit.acting import ActingTrail
+
+    with audit_store(cfg) as store:
+        yield ActingTrail(store, cfg.actor)
+
+
+@contextlib.contextmanager
+def governance_trail(cfg: Settings) -> Iterator[AuditTrailView]:
+    """The governance view of the trail (approvals, alias history, drift verdicts), acting as ``cfg.actor``."""
+    from mlops_layer.governance.trail import AuditTrailView
+
+    with audit_store(cfg) as store:
+        yield AuditTrailView(store, cfg.actor)
+
+
+def mirror_tags(
+    registry: Any, name: str, version: str, tags: Mapping[str, Any], *, what: str = "tags", quiet: bool = False
+) -> str | None:
+    """Mirror governance state onto MLflow version tags: a side effect that may warn and go on, never stop a command.
+
+    Returns the warning text when the registry refused (None when mirrored); ``quiet`` leaves reporting it to the
+    caller (a result's ``warnings``) instead of a Python warning.
+    """
+    from mlops_layer.tags import mirror
+
+    message = mirror(registry, name, version, tags, what=what)
+    if message and not quiet:
+        warnings.warn(message, stacklevel=3)
+    return message

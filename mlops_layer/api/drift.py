@@ -1,0 +1,341 @@
+"""Drift through the facade: the project's drift settings, reference profiles, and the drift check of a batch."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_layer import tags
+from mlops_layer.api import _wiring
+from mlops_layer.config import Settings
+from mlops_layer.errors import ConfigError, InputError, MlopsError, NotFoundError
+
+if TYPE_CHECKING:
+    from mlops_layer.adapters.mlflow import MlflowRegistry, VersionInfo
+    from mlops_layer.drift.config import DriftConfig
+    from mlops_layer.drift.profile import ReferenceProfile
+    from mlops_layer.drift.result import DriftResult
+
+DRIFT_RESULT_ARTIFACT = "mlops/drift_result.json"
+
+
+def drift_config(model: str | None = None, *, settings: Settings | None = None) -> DriftConfig:
+    """The drift settings of the project: the ``drift:`` section of governance/policy.yaml (defaults when absent).
+
+    ``models: {NAME: {...}}`` inside it overrides settings per model. Returns a
+    :class:`mlops_layer.drift.config.DriftConfig`.
+    """
+    from mlops_layer.drift.config import DriftConfig
+
+    cfg = _wiring.resolve(settings)
+    path = cfg.policy_file
+    if not path.is_file():
+        return DriftConfig()
+    from mlops_layer.governance.located_yaml import Located, parse_located
+
+    root = parse_located(path.read_bytes(), path.name)
+    section = root.value.get("drift") if isinstance(root.value, dict) else None
+    if section is None:
+        return DriftConfig()
+    try:
+        return DriftConfig.from_dict(section.plain(), model=model, source="drift")
+    except ConfigError as exc:
+        # point at the line: the message starts with the dotted field path, e.g. drift.thresholds.psi
+        lines: dict[str, int] = {}
+
+        def walk(node: Located) -> None:
+            lines[node.field] = node.line
+            if isinstance(node.value, dict):
+                children = list(node.value.values())
+            else:
+                children = node.value if isinstance(node.value, list) else []
+            for child in children:
+                walk(child)
+
+        walk(section)
+        field = exc.message.split(":", 1)[0]
+        while field and field not in lines:
+            field = field.rpartition(".")[0]
+        line = lines.get(field, section.line)
+        raise ConfigError(f"{path.name}:{line}: {exc.message}", hint=exc.hint) from None
+
+
+def profile_for_training(
+    df: Any,
+    *,
+    columns: list[str] | None = None,
+    exclude: list[str] | None = None,
+    data_hash: str | None = None,
+    predictions: Any = None,
+    prediction_column: str = "prediction",
+) -> dict[str, Any]:
+    """The reference profile of training features as a JSON-able dict (log it as ``mlops/reference_profile.json``).
+
+    ``predictions`` (the model's predictions on ``df``) are profiled as ``prediction_column`` so later checks can
+    compare the prediction distribution too.
+    """
+    from mlops_layer.drift.profile import build_profile
+
+    frame = df
+    if predictions is not None:
+        frame = df.assign(
+            **{prediction_column: list(predictions) if not hasattr(predictions, "shape") else predictions}
+        )
+    return build_profile(frame, columns=columns, exclude=exclude, data_hash=data_hash, source="training").to_dict()
+
+
+def model_reference(registry: MlflowRegistry, name: str, ref: str | None) -> tuple[VersionInfo, ReferenceProfile]:
+    """(version info, reference profile) of a registered version; a clear NotFoundError when it has none."""
+    from mlops_layer.drift.profile import ReferenceProfile
+    from mlops_layer.lineage import PROFILE_ARTIFACT
+
+    info = registry.resolve(name, ref)
+    hint = (
+        f"re-run the train stage (`dvc repro`), which logs {PROFILE_ARTIFACT}, and register the new version; "
+        f"or compare against the training data file: `mlops drift {name}/{info.version} --current FILE "
+        "--reference TRAINING_DATA.csv`"
+    )
+    data = registry.load_json_artifact(info.run_id, PROFILE_ARTIFACT) if info.run_id else None
+    if data is None:
+        raise NotFoundError(
+            f"{name} v{info.version} has no drift reference profile "
+            f"({'its run ' + info.run_id if info.run_id else 'it has no run'} has no artifact {PROFILE_ARTIFACT}; "
+            "it was probably logged before drift profiles existed)",
+            hint=hint,
+        )
+    return info, ReferenceProfile.from_dict(data)
+
+
+def reference_profile(name_ref: str, *, settings: Settings | None = None) -> ReferenceProfile:
+    """The reference profile logged with a model version (``NAME@ALIAS``, ``NAME/VERSION``; bare ``NAME`` = newest)."""
+    from mlops_layer.lineage import parse_model_ref
+
+    name, ref = parse_model_ref(name_ref)
+    _, profile = model_reference(_wiring.registry(_wiring.resolve(settings)), name, ref)
+    return profile
+
+
+def _metric_key(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", text)[:250]
+
+
+def _log_drift_run(cfg: Settings, result: DriftResult, name: str, version: str, report: Path | None) -> str:
+    """Mirror a model check to MLflow: a run under ``<experiment>-drift`` with per-column metrics and the report."""
+    tracking = _wiring.tracking(cfg)
+    experiment = tracking.ensure_experiment(f"{cfg.experiment}-drift", cfg.artifact_location)
+    run_tags = {
+        tags.DRIFT_MODEL: name,
+        tags.DRIFT_VERSION: version,
+        tags.DRIFT_STATUS: result.status,
+        tags.DRIFT_REFERENCE: result.reference or "",
+        tags.DRIFT_CURRENT: result.current or "",
+    }
+    metrics: dict[str, float] = {
+        "drift_share": float(result.share),
+        "drift_detected": 1.0 if result.drift else 0.0,
+        "schema_problems": float(len(result.schema_problems)),
+        "n_current": float(result.n_current),
+    }
+    for col in (*result.columns, *([result.prediction] if result.prediction else [])):
+        if col.score is not None:
+            metrics[_metric_key(f"{col.name}.{col.method}")] = float(col.score)
+            metrics[_metric_key(f"{col.name}.drifted")] = 1.0 if col.drifted else 0.0
+    with tracking.run(experiment, f"drift {name} v{version}", run_tags) as run_id:
+        tracking.log_metrics(metrics)
+        tracking.log_dict(result.to_dict(), DRIFT_RESULT_ARTIFACT)
+        if report is not None and report.is_file():
+            tracking.log_artifact(report, "mlops")
+    return run_id
+
+
+def drift_check(
+    name_ref: str | None,
+    current: Path | str | Any,
+    *,
+    reference: Path | str | Any | None = None,
+    columns: list[str] | None = None,
+    exclude: list[str] | None = None,
+    report: Path | str | None = None,
+    prediction_column: str | None = None,
+    settings: Settings | None = None,
+    config: Any = None,
+    log: bool = True,
+    progress: Any = None,
+) -> DriftResult:
+    """Check a batch for drift; returns a :class:`mlops_layer.drift.result.DriftResult` (``passed`` says go/no-go).
+
+    - Model mode: ``name_ref`` = ``NAME@ALIAS`` / ``NAME/VERSION`` (bare ``NAME`` = newest version) and no
+      ``reference``: the version's profile (run artifact ``mlops/reference_profile.json``) is the reference.
+    - Ad hoc mode: ``reference`` (a CSV/Parquet path, a DataFrame or a ReferenceProfile) is profiled on the fly;
+      needs no MLflow when ``name_ref`` is None. With a ``name_ref`` too, the result is recorded for that version.
+    ``current`` is a CSV/Parquet path or a DataFrame. ``config`` is a DriftConfig or a plain mapping (default: the
+    ``drift:`` section of policy.yaml). With ``log`` (and a model), the result is mirrored to MLflow (a run under
+    ``<experiment>-drift``, tags ``mlops.drift.status``/``mlops.drift.checked_at`` on the version) and appended to
+    the audit trail as ``drift.checked``; an audit failure stops the check, an MLflow failure only warns.
+    ``report`` writes Evidently's HTML report configured with the same methods and thresholds.
+    ``progress(message, done, total)`` is called as the work goes on (``total`` None: a phase without a count).
+    """
+    from datetime import datetime, timezone
+
+    from mlops_layer.drift import gate
+    from mlops_layer.drift.config import DriftConfig
+    from mlops_layer.drift.io import file_digest, read_table
+    from mlops_layer.drift.profile import ReferenceProfile, build_profile
+    from mlops_layer.lineage import parse_model_ref
+
+    if name_ref is None and reference is None:
+        raise InputError(
+            "name a model version or give a reference file",
+            hint="mlops drift NAME@ALIAS --current FILE, or mlops drift --reference TRAIN.csv --current FILE",
+        )
+    cfg = _wiring.resolve(settings)
+    name, ref = parse_model_ref(name_ref) if name_ref else (None, None)
+    if config is None:
+        drift_cfg = drift_config(name, settings=cfg)
+    elif isinstance(config, DriftConfig):
+        drift_cfg = config
+    else:
+        drift_cfg = DriftConfig.from_dict(config, model=name)
+    drift_cfg = drift_cfg.with_columns(tuple(columns) if columns else None, tuple(exclude or ()))
+    if prediction_column:
+        drift_cfg = dataclasses.replace(drift_cfg, prediction_column=prediction_column)
+    say = progress or (lambda _m, _d, _t: None)
+
+    say("reading the batch", None, None)
+    if isinstance(current, (str, Path)):
+        frame = read_table(current, what="batch")
+        current_desc = f"{Path(current).name} {file_digest(current)}"
+    else:
+        frame = current
+        current_desc = "in-memory frame"
+    if len(frame) == 0:
+        raise InputError("the batch has no rows", hint="an empty batch cannot be checked for drift")
+
+    registry: Any = None
+    info: Any = None
+    ref_frame: Any = None
+    if reference is not None:
+        if isinstance(reference, ReferenceProfile):
+            profile = reference
+        else:
+            say("profiling the reference", None, None)
+            if isinstance(reference, (str, Path)):
+                ref_frame = read_table(reference, what="reference")
+                digest = file_digest(reference)
+                source = f"{Path(reference).name} {digest}"
+            else:
+                ref_frame, digest, source = reference, None, "in-memory frame"
+            wanted = None
+            if drift_cfg.include:
+                wanted = [c for c in ref_frame.columns if c in drift_cfg.include or c == drift_cfg.prediction_column]
+            profile = build_profile(
+                ref_frame, columns=wanted, exclude=drift_cfg.exclude, data_hash=digest, source=source
+            )
+        reference_desc = profile.source or "given profile"
+    if name is not None:
+        registry = _wiring.registry(cfg)
+        if reference is None:
+            say("loading the reference profile", None, None)
+            info, profile = model_reference(registry, name, ref)
+            reference_desc = f"{name} v{info.version} profile" + (
+                f" ({profile.data_hash})" if profile.data_hash else ""
+            )
+        else:
+            info = registry.resolve(name, ref)
+
+    notes: list[str] = []
+    pred_col = drift_cfg.prediction_column
+    if pred_col and pred_col not in frame.columns:
+        # A plain batch carries features only; `mlops monitor` scores it with the model and compares predictions.
+        drift_cfg = dataclasses.replace(drift_cfg, prediction_column=None).with_columns(None, (pred_col,))
+        notes.append(f"prediction drift not checked: the batch has no {pred_col!r} column (`mlops monitor` scores it)")
+    result = gate.check(profile, frame, drift_cfg, progress=lambda d, t, c: say(f"checking {c}", d, t))
+    checked_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result = dataclasses.replace(
+        result,
+        warnings=(*result.warnings, *notes),
+        model=name,
+        version=info.version if info is not None else None,
+        reference=reference_desc,
+        current=current_desc,
+        checked_at=checked_at,
+    )
+    warnings: list[str] = []
+    report_path = Path(report) if report is not None else None
+    if report_path is not None:
+        from mlops_layer.adapters.evidently_report import write_report
+
+        say("building the Evidently report", None, None)
+        written = write_report(
+            report_path,
+            profile,
+            frame,
+            result,
+            reference=ref_frame,
+            drift_share=drift_cfg.drift_share,
+            step=lambda m: say(m, None, None),
+        )
+        # small batches: the gate also needs a significant test, the report shows effect sizes only
+        for col in result.columns if not result.significance_tested else ():
+            if col.name in written.drifted and written.drifted[col.name] != col.drifted:
+                warnings.append(
+                    f"{col.name}: the report's sample says {'drift' if written.drifted[col.name] else 'no drift'} "
+                    f"({written.methods[col.name]} {written.scores[col.name]:.4g}); the gate, on every row, "
+                    f"{'drift' if col.drifted else 'no drift'} ({col.method} {col.score:.4g})"
+                )
+        result = dataclasses.replace(result, report=str(written.path), report_scores=dict(written.scores))
+
+    if log and name is not None and info is not None:
+        from mlops_layer.audit import actions
+
+        say("recording the result", None, None)
+        run_id: str | None = None
+        try:
+            run_id = _log_drift_run(cfg, result, name, info.version, report_path)
+        except MlopsError as exc:
+            warnings.append(f"could not log the drift check to MLflow: {exc}")
+        drifted = [c.name for c in result.columns if c.drifted]
+        with _wiring.acting_trail(cfg) as trail:
+            seq = trail.append(
+                actions.DRIFT_CHECKED,
+                subject={"model": name, "version": info.version},
+                run_id=run_id,
+                decision="passed" if result.passed else "failed",
+                reasons=list(result.schema_problems) + ([result.summary()] if result.drift else []),
+                details={
+                    "passed": result.passed,
+                    "status": result.status,
+                    "summary": result.summary(),
+                    "drift": result.drift,
+                    "share": round(result.share, 6),
+                    "drift_share": result.drift_share,
+                    "drifted_columns": drifted,
+                    "schema_problems": list(result.schema_problems)[:50],
+                    "prediction_drifted": result.prediction.drifted if result.prediction is not None else None,
+                    "n_current": result.n_current,
+                    "n_reference": result.n_reference,
+                    "reference": result.reference,
+                    "current": result.current,
+                    "checked_at": checked_at,
+                    "model_run_id": info.run_id,
+                    "config": drift_cfg.to_dict(),
+                },
+            )
+        result = dataclasses.replace(result, mlflow_run_id=run_id, audit_seq=seq)
+        version_tags = {
+            tags.DRIFT_STATUS: result.status,
+            tags.DRIFT_CHECKED_AT: checked_at,
+            tags.DRIFT_SHARE: f"{result.share:.4f}",
+            tags.DRIFT_AUDIT_SEQ: seq,
+        }
+        if run_id:
+            version_tags[tags.DRIFT_RUN] = run_id
+        failed = _wiring.mirror_tags(registry, name, info.version, version_tags, what="the drift status", quiet=True)
+        if failed:
+            warnings.append(failed)
+    if warnings:  # added to the gate's own warnings and notes, never in their place
+        result = dataclasses.replace(result, warnings=(*result.warnings, *warnings))
+    return result

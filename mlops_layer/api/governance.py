@@ -1,0 +1,248 @@
+"""Governance through the facade: model cards, policy checks, approvals, promotion and rollback."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_layer import tags
+from mlops_layer.api import _wiring
+from mlops_layer.config import Settings
+from mlops_layer.errors import InputError, MlopsError
+
+if TYPE_CHECKING:
+    from mlops_layer.governance.approvals import SignedApproval
+    from mlops_layer.governance.cards import ModelCard
+    from mlops_layer.governance.decisions import Decision
+    from mlops_layer.governance.policy import Policy
+    from mlops_layer.governance.promotion import Governance, PromotionResult
+    from mlops_layer.governance.trail import AuditTrailView
+
+
+@dataclass(frozen=True)
+class CardValidation:
+    """A valid model card: where it is, its git blob hash, and the audit entry when its content changed."""
+
+    model: str
+    path: str
+    card_hash: str
+    valid: bool = True
+    changed: bool = False
+    audit_seq: int | None = None
+
+
+def card_show(name: str, *, settings: Settings | None = None) -> ModelCard:
+    """The validated model card of ``name`` (``governance/models/NAME.yaml``) as a ``ModelCard``."""
+    from mlops_layer.governance.cards import load_card
+
+    return load_card(_wiring.resolve(settings).cards_dir, name)
+
+
+def card_validate(name: str, *, settings: Settings | None = None) -> CardValidation:
+    """Validate the card (ConfigError naming file, field and line); audit a content change with its blob hash."""
+    cfg = _wiring.resolve(settings)
+    card = card_show(name, settings=cfg)
+    with _wiring.governance_trail(cfg) as trail:
+        seq = _record_card_change(trail, card)
+    return CardValidation(name, card.path, card.card_hash, True, seq is not None, seq)
+
+
+def _record_card_change(trail: AuditTrailView, card: ModelCard) -> int | None:
+    from mlops_layer.audit import actions
+
+    if trail.last_card_hash(card.name) == card.card_hash:
+        return None
+    seq: int = trail.record(
+        actions.CARD_CHANGED,
+        subject={"model": card.name},
+        details={"card_hash": card.card_hash, "path": card.path},
+    )
+    return seq
+
+
+def _record_policy_change(trail: AuditTrailView, policy: Policy) -> int | None:
+    from mlops_layer.audit import actions
+
+    if trail.last_policy_hash() == policy.policy_hash:
+        return None
+    seq: int = trail.record(
+        actions.POLICY_CHANGED, subject={}, details={"policy_hash": policy.policy_hash, "path": policy.path}
+    )
+    return seq
+
+
+def _lineage_probe(cfg: Settings) -> Any:
+    """Live lineage checks for the ``lineage_clean`` rule against this workspace's DVC state."""
+    from mlops_layer.adapters.dvc import DvcWorkspace
+    from mlops_layer.governance.workspace import lineage_probe
+
+    return lineage_probe(DvcWorkspace(cfg.root, cfg.dvc_remote))
+
+
+def _governance(cfg: Settings, trail: AuditTrailView) -> Governance:
+    """The promotion flow wired to MLflow, the open audit trail, the governance files and the signers file."""
+    from mlops_layer.governance.approvals import default_verifier
+    from mlops_layer.governance.cards import load_card
+    from mlops_layer.governance.policy import load_policy
+    from mlops_layer.governance.promotion import Governance, file_locks
+
+    return Governance(
+        registry=_wiring.registry(cfg),
+        trail=trail,
+        policy=load_policy(cfg.policy_file),
+        load_card=lambda model: load_card(cfg.cards_dir, model),
+        allowed_signers=cfg.allowed_signers,
+        verifier=default_verifier(),
+        locks=file_locks(cfg.state_dir),
+        lineage_probe=_lineage_probe(cfg),
+    )
+
+
+def check(name: str, version: str, to: str, *, automatic: bool = False, settings: Settings | None = None) -> Decision:
+    """Evaluate the promotion policy for ``name`` v``version`` -> ``to`` without acting; returns a ``Decision``.
+
+    ``automatic=True`` asks as the retraining loop would (the target must allow ``auto_promote``).
+    """
+    from mlops_layer.governance.policy import check_alias
+
+    cfg = _wiring.resolve(settings)
+    check_alias(to)
+    with _wiring.governance_trail(cfg) as trail:
+        return _governance(cfg, trail).check(name, str(version), to, automatic=automatic)
+
+
+def promote(
+    name: str, version: str, to: str, *, automatic: bool = False, settings: Settings | None = None
+) -> PromotionResult:
+    """Move alias ``to`` to ``version`` only if every rule passes; returns a ``PromotionResult``, never raises on no.
+
+    The decision is audited first (allowed or refused, with every rule); the alias holder is re-read under a lock
+    right before the move and a change since the evaluation refuses; then the registry moves and a completion entry
+    is appended. Decision, approvers and policy hash are mirrored as MLflow version tags (that part may only warn).
+    """
+    from mlops_layer.governance.policy import check_alias
+
+    cfg = _wiring.resolve(settings)
+    check_alias(to)
+    with _wiring.governance_trail(cfg) as trail:
+        gov = _governance(cfg, trail)
+        _record_policy_change(trail, gov.policy)
+        with contextlib.suppress(MlopsError):  # an absent/invalid card is reported by the rules that need it
+            _record_card_change(trail, gov.load_card(name))
+        return gov.promote(name, str(version), to, automatic=automatic)
+
+
+def rollback(name: str, to: str, *, settings: Settings | None = None) -> PromotionResult:
+    """Return alias ``to`` to the version that held it before its current holder (from the audit trail).
+
+    The policy's ``rollback: {requires_approvals: N}`` decides whether signed rollback approvals are needed.
+    Returns a ``PromotionResult`` (``decision.action == "rollback"``); audited like a promotion.
+    """
+    from mlops_layer.governance.policy import check_alias
+
+    cfg = _wiring.resolve(settings)
+    check_alias(to)
+    with _wiring.governance_trail(cfg) as trail:
+        return _governance(cfg, trail).rollback(name, to)
+
+
+def approve(
+    name: str,
+    version: str,
+    to: str,
+    *,
+    key_path: Path | str,
+    comment: str | None = None,
+    reject: bool = False,
+    principal: str | None = None,
+    action: str = "promote",
+    settings: Settings | None = None,
+) -> SignedApproval:
+    """Sign an approval (or, with ``reject=True``, a rejection) of ``name`` v``version`` for alias ``to``.
+
+    The signer is whoever ``allowed_signers`` trusts the key for (never the actor name); their roles come from
+    policy.yaml. The statement binds the version's content (run id, source, model id), so it cannot be replayed for
+    another version or alias. Stored in the audit trail (APPROVAL_GRANTED/REJECTED, with the signature) and mirrored
+    as the MLflow tag ``mlops.approvals.<alias>``. Returns the ``Approval`` (statement, signature, audit_seq).
+    """
+    from dataclasses import replace
+
+    from mlops_layer.errors import ApprovalError
+    from mlops_layer.governance.approvals import (
+        NAMESPACE,
+        check_approvals,
+        default_signer,
+        default_verifier,
+        make_statement,
+        sign_statement,
+    )
+    from mlops_layer.governance.identity import principal_for_key
+    from mlops_layer.governance.policy import check_alias, load_policy
+    from mlops_layer.governance.promotion import approvals_tag, approvals_tag_value, identity_of
+    from mlops_layer.governance.rules import Candidate, duty_conflict, separation_flags
+
+    cfg = _wiring.resolve(settings)
+    check_alias(to)
+    policy = load_policy(cfg.policy_file)
+    target = policy.target(name, to)
+    if target is None:
+        raise InputError(
+            f"policy.yaml has no target '{to}'", hint=f"targets: {', '.join(sorted(policy.targets)) or 'none'}"
+        )
+    key = Path(key_path).expanduser()
+    signer_principal = principal_for_key(cfg.allowed_signers, key, NAMESPACE, principal)
+    roles = policy.roles_of(signer_principal)
+    if not roles:
+        raise ApprovalError(
+            f"{signer_principal} holds no role in {cfg.policy_file}",
+            hint="roles are assigned under 'roles:' in policy.yaml (reviewed in git)",
+        )
+    registry = _wiring.registry(cfg)
+    info = registry.get_version(name, str(version))
+    identity = identity_of(info)
+    with _wiring.governance_trail(cfg) as trail:
+        if action == "promote":
+            candidate = Candidate(
+                model=name,
+                version=identity.version,
+                run_id=identity.run_id,
+                registered_by=trail.registered_by(name, identity.version) or info.tags.get(tags.REGISTERED_BY),
+                trained_by=info.tags.get(tags.TRAINED_BY),
+            )
+            exclude_trainer, exclude_registrant = separation_flags(target.rules)
+            did = duty_conflict(
+                signer_principal, candidate, exclude_trainer=exclude_trainer, exclude_registrant=exclude_registrant
+            )
+            if did:
+                raise ApprovalError(
+                    f"{signer_principal} {did} {name} v{identity.version}: separation of duties forbids approving it",
+                    hint="ask another holder of the approver roles",
+                )
+        statement = make_statement(
+            identity, to, signer_principal, decision="reject" if reject else "approve", action=action, comment=comment
+        )
+        signed = sign_statement(statement, key, default_signer())
+        verified = check_approvals(
+            [signed], identity, to, action, cfg.allowed_signers, default_verifier(), policy.roles_of
+        )[0]
+        if not verified.valid:
+            raise ApprovalError(f"the new approval does not verify: {verified.reason}")
+        seq = trail.record_approval(signed)
+        standing = check_approvals(
+            [a for a in trail.approvals(name, identity.version, to) if a.statement.action == action],
+            identity,
+            to,
+            action,
+            cfg.allowed_signers,
+            default_verifier(),
+            policy.roles_of,
+        )
+    latest: dict[str, str] = {}
+    for c in sorted((c for c in standing if c.valid and c.principal), key=lambda c: c.time):
+        latest[str(c.principal)] = c.decision
+    _wiring.mirror_tags(
+        registry, name, identity.version, {approvals_tag(to): approvals_tag_value(latest)}, what="governance tags"
+    )
+    return replace(signed, audit_seq=seq)

@@ -1,0 +1,117 @@
+"""Status: registered models, their versions and aliases, open alerts, waiting approvals and the trail's head."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mlops_layer import tags
+from mlops_layer.api import _wiring
+from mlops_layer.config import Settings
+from mlops_layer.errors import MlopsError
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str | None
+    git_commit: str | None
+    created: str | None
+    decision: dict[str, str]
+    drift: str | None
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    aliases: dict[str, str]
+    versions: tuple[VersionStatus, ...]
+    open_alerts: tuple[str, ...] = ()
+    pending_approvals: tuple[str, ...] = ()  # "v3 -> @champion approved by alice@example.com", not yet promoted
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    tracking_uri: str
+    models: tuple[ModelStatus, ...]
+    audit: dict[str, Any]
+
+
+def pending_approvals(cfg: Settings, model: str, aliases: dict[str, str]) -> tuple[str, ...]:
+    """Signed approvals in the trail for a version that does not hold the approved alias yet."""
+    from mlops_layer.audit import actions
+
+    pending: dict[tuple[str, str], list[str]] = {}
+    try:
+        with _wiring.audit_store(cfg) as trail:
+            for entry in trail.entries(model=model):
+                key = (str(entry.subject.get("version")), str(entry.subject.get("alias")))
+                if entry.action == actions.APPROVAL_GRANTED:
+                    pending.setdefault(key, []).append(entry.actor)
+                elif entry.action == actions.ALIAS_SET:
+                    pending.pop(key, None)  # the approval was used
+    except MlopsError:
+        return ()
+    return tuple(
+        f"v{version} -> @{alias} approved by {', '.join(sorted(set(who)))}"
+        for (version, alias), who in sorted(pending.items())
+        if aliases.get(alias) != version
+    )
+
+
+def _decision_word(tag: str) -> str:
+    """The mirrored decision tag holds JSON; status shows its verdict."""
+    try:
+        body = json.loads(tag)
+    except ValueError:
+        return tag
+    if isinstance(body, dict) and "allowed" in body:
+        return "allowed" if body["allowed"] else "refused"
+    return tag
+
+
+def status(name: str | None = None, *, settings: Settings | None = None) -> StatusReport:
+    """Registered models, their versions and aliases, governance tags, and the audit trail's head."""
+    from mlops_layer.monitoring.state import open_alerts
+
+    cfg = _wiring.resolve(settings)
+    registry = _wiring.registry(cfg)
+    names = [name] if name else registry.model_names()
+    models = []
+    for model in names:
+        versions = registry.versions(model)
+        aliases = registry.get_aliases(model)
+        models.append(
+            ModelStatus(
+                name=model,
+                aliases=aliases,
+                open_alerts=tuple(open_alerts(cfg.state_dir, model)),
+                pending_approvals=pending_approvals(cfg, model, aliases),
+                versions=tuple(
+                    VersionStatus(
+                        version=v.version,
+                        aliases=tuple(sorted(a for a, held in aliases.items() if held == v.version)),
+                        run_id=v.run_id,
+                        git_commit=v.tags.get(tags.COMMIT),
+                        created=v.creation_time.isoformat(timespec="seconds") if v.creation_time else None,
+                        decision={
+                            k.removeprefix(tags.DECISION_PREFIX): _decision_word(val)
+                            for k, val in v.tags.items()
+                            if k.startswith(tags.DECISION_PREFIX)
+                        },
+                        drift=v.tags.get(tags.DRIFT_STATUS),
+                    )
+                    for v in versions
+                ),
+            )
+        )
+    audit: dict[str, Any] = {"url": cfg.audit_url}
+    try:
+        with _wiring.audit_store(cfg) as trail:
+            size, head = trail.head()
+        audit.update(size=size, head=head)
+    except MlopsError as exc:
+        audit.update(error=str(exc))
+    return StatusReport(tracking_uri=cfg.tracking_uri, models=tuple(models), audit=audit)
