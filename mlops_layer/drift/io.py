@@ -1,8 +1,11 @@
-"""Reading batches for drift checks: CSV or Parquet into pandas, with errors that name the file and say what to do."""
+"""Reading batches for drift checks: CSV or Parquet into pandas, or big Parquet files and folders streamed as Arrow
+record batches; errors name the file and say what to do."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,3 +78,109 @@ def file_digest(path: Path | str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return f"sha256:{h.hexdigest()}"
+
+
+# -- large batches: Parquet read as Arrow record batches, one at a time ----------------------------------------------
+STREAM_MIN_BYTES = 512 * 2**20  # engine "auto" streams Parquet batches bigger than this on disk (and every folder)
+BATCH_ROWS = 1 << 18
+
+
+@dataclass(frozen=True)
+class ParquetSource:
+    """A Parquet batch on disk: one file or a folder of them (read recursively; ``_*`` and ``.*`` files skipped)."""
+
+    path: Path
+    files: tuple[Path, ...]
+    columns: tuple[str, ...]
+    n_rows: int
+    n_bytes: int
+
+    def describe(self) -> str:
+        if len(self.files) == 1 and self.files[0] == self.path:
+            return f"{self.path.name} {file_digest(self.path)}"
+        return f"{self.path.name}/ ({len(self.files)} Parquet files, {self.n_bytes:,} bytes)"
+
+
+def _parquet_files(p: Path, what: str) -> list[Path]:
+    if p.is_file():
+        return [p]
+    files = sorted(
+        f
+        for f in p.rglob("*")
+        if f.is_file()
+        and not any(part.startswith(("_", ".")) for part in f.relative_to(p).parts)
+        and (f.name.lower().endswith(PARQUET_SUFFIXES) or _is_parquet(f))
+    )
+    if not files:
+        raise InputError(f"{what} folder {p} holds no Parquet file", hint="point --current at .parquet files")
+    return files
+
+
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def parquet_source(path: Path | str, *, what: str = "batch") -> ParquetSource:
+    """Open a Parquet file or folder for streaming: its files, column names and row count, from metadata only.
+
+    Every file must have the same column names (the error names the first that does not).
+    """
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.exists():
+        raise NotFoundError(f"{what} path {p} does not exist", hint="check the path")
+    files = _parquet_files(p, what)
+    columns: tuple[str, ...] | None = None
+    n_rows = n_bytes = 0
+    for f in files:
+        try:
+            meta = pq.read_metadata(f)
+            names = tuple(str(n) for n in pq.read_schema(f).names)
+        except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a file that is not Parquet
+            raise InputError(f"{what} file {f} is not a readable Parquet file: {str(exc)[:200]}") from None
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise InputError(f"{what} file {f} repeats column name(s) {', '.join(dup)}")
+        if columns is None:
+            columns = names
+        elif set(names) != set(columns):
+            raise InputError(
+                f"{what} file {f} has columns {', '.join(names)[:200]}; {files[0].name} has {', '.join(columns)[:200]}",
+                hint="every file of a batch needs the same columns",
+            )
+        n_rows += int(meta.num_rows)
+        n_bytes += f.stat().st_size
+    assert columns is not None
+    if n_rows == 0:
+        raise InputError(f"{what} {p} has no rows", hint="an empty batch cannot be checked for drift")
+    return ParquetSource(p, tuple(files), columns, n_rows, n_bytes)
+
+
+def iter_parquet_frames(
+    source: ParquetSource, columns: list[str], *, batch_rows: int = BATCH_ROWS
+) -> Iterator[pd.DataFrame]:
+    """The batch's ``columns`` as pandas frames of at most ``batch_rows`` rows, one Arrow record batch at a time.
+
+    Memory is bounded by one record batch plus the row group being decoded, whatever the number of rows.
+    """
+    import pyarrow.parquet as pq
+
+    for f in source.files:
+        try:
+            reader = pq.ParquetFile(f)
+            for record_batch in reader.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+                yield record_batch.to_pandas(split_blocks=True, self_destruct=True)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"batch file {f} could not be read: {str(exc)[:200]}") from None
+
+
+def wants_streaming(current: Path | str, engine: str) -> bool:
+    """Whether engine ``auto`` streams this batch: a folder, or a Parquet file over :data:`STREAM_MIN_BYTES`."""
+    p = Path(current)
+    if engine != "auto" or not p.exists():
+        return engine == "stream"
+    if p.is_dir():
+        return True
+    return p.stat().st_size > STREAM_MIN_BYTES and _format(p) == "parquet"

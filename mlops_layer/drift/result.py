@@ -24,6 +24,10 @@ class ColumnDrift:
     ``None`` when it could not be computed (no values on one side). ``scores`` holds every statistic computed for
     the column (e.g. both ``psi`` and ``wasserstein`` for a numeric column). ``p_value`` is the corrected p-value of
     the small-batch significance test when one ran. ``note`` says why a column was not assessed.
+
+    Scores computed from merged aggregates (the streaming and Spark engines, beyond ``exact_limit`` rows) may be
+    approximate: ``bound`` is then the proven bound on ``score``'s error (``bounds`` per statistic; ``None``: exact)
+    and ``near_threshold`` says the threshold lies within it, so the in-memory gate could decide otherwise.
     """
 
     name: str
@@ -36,6 +40,13 @@ class ColumnDrift:
     weight: float = 1.0
     scores: dict[str, float] = field(default_factory=dict)
     note: str | None = None
+    bound: float | None = None
+    near_threshold: bool = False
+    bounds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def approximate(self) -> bool:
+        return self.bound is not None and self.bound > 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +60,9 @@ class ColumnDrift:
             "weight": self.weight,
             "scores": {k: _num(v) for k, v in sorted(self.scores.items())},
             "note": self.note,
+            "bound": _num(self.bound, 9),
+            "near_threshold": self.near_threshold,
+            "bounds": {k: _num(v, 9) for k, v in sorted(self.bounds.items())},
         }
 
 
@@ -81,6 +95,18 @@ class DriftResult:
     mlflow_run_id: str | None = None
     audit_seq: int | None = None
     warnings: tuple[str, ...] = ()
+    engine: str = "memory"  # memory | stream | spark: how the batch was read
+
+    @property
+    def approximate(self) -> bool:
+        """Some score came from merged aggregates with a non-zero error bound."""
+        return any(c.approximate for c in (*self.columns, *((self.prediction,) if self.prediction else ())))
+
+    @property
+    def near_threshold(self) -> tuple[str, ...]:
+        """Columns whose score is within its error bound of the threshold (their verdict could go either way)."""
+        cols = (*self.columns, *((self.prediction,) if self.prediction else ()))
+        return tuple(c.name for c in cols if c.near_threshold)
 
     @property
     def passed(self) -> bool:
@@ -140,4 +166,7 @@ class DriftResult:
             "mlflow_run_id": self.mlflow_run_id,
             "audit_seq": self.audit_seq,
             "warnings": list(self.warnings),
+            "engine": self.engine,
+            "approximate": self.approximate,
+            "near_threshold": list(self.near_threshold),
         }
