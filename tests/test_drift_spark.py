@@ -103,3 +103,30 @@ def test_master_comes_from_the_usual_spark_settings(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("SPARK_MASTER", "yarn")
     assert spark_adapter.resolve_master() == "yarn"
     assert spark_adapter.resolve_master("local[1]") == "local[1]"
+
+
+def test_cli_and_api_run_the_spark_engine(
+    spark: object, profile: ReferenceProfile, batch_dir: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mlops_layer import api
+    from mlops_layer.cli.main import app
+
+    batch, folder = batch_dir
+    ref = tmp_path / "ref.parquet"
+    frame(N, 1).to_parquet(ref, index=False)
+    out = CliRunner().invoke(
+        app, ["drift", "--reference", str(ref), "--current", str(folder), "--engine", "spark", "--json"]
+    )
+    assert out.exit_code == 1, out.output  # drift: the check failed, as the in-memory gate says
+    body = json.loads(out.stdout)
+    exact = check(build_profile(frame(N, 1)), batch)
+    assert body["engine"] == "spark" and body["n_current"] == N
+    assert [c["name"] for c in body["columns"] if c["drifted"]] == list(exact.drifted_columns)
+    # a Spark DataFrame given to the api goes to Spark on its own (engine auto)
+    df = spark.read.parquet(str(folder))  # type: ignore[attr-defined]
+    result = api.drift_check(None, df, reference=profile)
+    assert result.engine == "spark" and result.drifted_columns == exact.drifted_columns

@@ -84,6 +84,7 @@ def session(master: str | None = None) -> Any:
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.sql.execution.arrow.maxRecordsPerBatch", "100000")
             .getOrCreate()
         )
         spark.sparkContext.setLogLevel("ERROR")

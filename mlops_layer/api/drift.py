@@ -164,6 +164,8 @@ def drift_check(
     config: Any = None,
     log: bool = True,
     progress: Any = None,
+    engine: str = "auto",
+    spark_master: str | None = None,
 ) -> DriftResult:
     """Check a batch for drift; returns a :class:`mlops_layer.drift.result.DriftResult` (``passed`` says go/no-go).
 
@@ -177,12 +179,19 @@ def drift_check(
     the audit trail as ``drift.checked``; an audit failure stops the check, an MLflow failure only warns.
     ``report`` writes Evidently's HTML report configured with the same methods and thresholds.
     ``progress(message, done, total)`` is called as the work goes on (``total`` None: a phase without a count).
+
+    ``engine``: ``memory`` reads the batch into pandas; ``stream`` reads a Parquet file or folder one Arrow record
+    batch at a time into mergeable aggregates (bounded memory); ``spark`` computes the aggregates per partition on
+    Spark (``current`` a path, a table name or a Spark DataFrame; master ``spark_master`` or Spark's own settings,
+    else ``local[2]``); ``auto`` (default) streams folders and Parquet files over 512 MiB and Spark DataFrames go to
+    Spark. Aggregated scores beyond 65,536 rows carry an error bound (see :mod:`mlops_layer.drift.aggregate`).
     """
     from datetime import datetime, timezone
 
     from mlops_layer.drift import gate
+    from mlops_layer.drift.aggregate import check_parquet
     from mlops_layer.drift.config import DriftConfig
-    from mlops_layer.drift.io import file_digest, read_table
+    from mlops_layer.drift.io import file_digest, parquet_source, read_table, wants_streaming
     from mlops_layer.drift.profile import ReferenceProfile, build_profile
     from mlops_layer.lineage import parse_model_ref
 
@@ -204,15 +213,47 @@ def drift_check(
         drift_cfg = dataclasses.replace(drift_cfg, prediction_column=prediction_column)
     say = progress or (lambda _m, _d, _t: None)
 
-    say("reading the batch", None, None)
-    if isinstance(current, (str, Path)):
-        frame = read_table(current, what="batch")
-        current_desc = f"{Path(current).name} {file_digest(current)}"
+    if engine not in ("auto", "memory", "stream", "spark"):
+        raise InputError(f"unknown drift engine {engine!r}", hint="use auto, memory, stream or spark")
+    is_spark_frame = hasattr(current, "mapInPandas")
+    if is_spark_frame and engine in ("auto", "spark"):
+        engine = "spark"
+    elif engine in ("auto", "stream") and isinstance(current, (str, Path)):
+        engine = "stream" if wants_streaming(current, engine) else "memory"
+    elif engine == "stream":
+        raise InputError("--engine stream reads a Parquet file or folder", hint="give --current a path")
+    elif engine == "auto":
+        engine = "memory"
+    if report is not None and engine != "memory":
+        raise InputError(
+            f"an Evidently report needs the batch in memory, and engine {engine!r} never holds it",
+            hint="leave out --report, or write the report from a sample with --engine memory",
+        )
+    frame: Any = None
+    spark_frame: Any = None
+    parquet: Any = None
+    if engine == "spark":
+        from mlops_layer.adapters import spark as spark_adapter
+
+        say("starting Spark", None, None)
+        spark_frame = current if is_spark_frame else spark_adapter.read(spark_adapter.session(spark_master), current)
+        batch_columns = [str(c) for c in spark_frame.columns]
+        current_desc = "Spark DataFrame" if is_spark_frame else f"{current} (Spark)"
+    elif engine == "stream":
+        parquet = parquet_source(current)
+        batch_columns = list(parquet.columns)
+        current_desc = parquet.describe()
     else:
-        frame = current
-        current_desc = "in-memory frame"
-    if len(frame) == 0:
-        raise InputError("the batch has no rows", hint="an empty batch cannot be checked for drift")
+        say("reading the batch", None, None)
+        if isinstance(current, (str, Path)):
+            frame = read_table(current, what="batch")
+            current_desc = f"{Path(current).name} {file_digest(current)}"
+        else:
+            frame = current
+            current_desc = "in-memory frame"
+        if len(frame) == 0:
+            raise InputError("the batch has no rows", hint="an empty batch cannot be checked for drift")
+        batch_columns = [str(c) for c in frame.columns]
 
     registry: Any = None
     info: Any = None
@@ -248,11 +289,19 @@ def drift_check(
 
     notes: list[str] = []
     pred_col = drift_cfg.prediction_column
-    if pred_col and pred_col not in frame.columns:
+    if pred_col and pred_col not in batch_columns:
         # A plain batch carries features only; `mlops monitor` scores it with the model and compares predictions.
         drift_cfg = dataclasses.replace(drift_cfg, prediction_column=None).with_columns(None, (pred_col,))
         notes.append(f"prediction drift not checked: the batch has no {pred_col!r} column (`mlops monitor` scores it)")
-    result = gate.check(profile, frame, drift_cfg, progress=lambda d, t, c: say(f"checking {c}", d, t))
+    if engine == "spark":
+        say("computing the aggregates on Spark", None, None)
+        result = spark_adapter.aggregate(spark_frame, profile, drift_cfg).result(engine="spark")
+    elif engine == "stream":
+        result = check_parquet(
+            profile, parquet, drift_cfg, progress=lambda d, t: say("streaming the batch (rows)", d, t)
+        )
+    else:
+        result = gate.check(profile, frame, drift_cfg, progress=lambda d, t, c: say(f"checking {c}", d, t))
     checked_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result = dataclasses.replace(
         result,
@@ -322,6 +371,8 @@ def drift_check(
                     "checked_at": checked_at,
                     "model_run_id": info.run_id,
                     "config": drift_cfg.to_dict(),
+                    "engine": result.engine,
+                    "near_threshold": list(result.near_threshold),
                 },
             )
         result = dataclasses.replace(result, mlflow_run_id=run_id, audit_seq=seq)

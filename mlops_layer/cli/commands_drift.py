@@ -57,7 +57,12 @@ def drift_cmd(
         help="The model version whose reference profile to compare against (bare NAME = newest version). "
         "Optional with --reference.",
     ),
-    current: Path = typer.Option(..., "--current", "-c", help="The batch to check: a CSV or Parquet file."),
+    current: Path = typer.Option(
+        ...,
+        "--current",
+        "-c",
+        help="The batch to check: a CSV or Parquet file, a folder of Parquet files, or (--engine spark) a table name.",
+    ),
     reference: Path = typer.Option(
         None,
         "--reference",
@@ -77,6 +82,17 @@ def drift_cmd(
     no_log: bool = typer.Option(
         False, "--no-log", help="Do not record the result (MLflow run, version tags, audit entry) of a model check."
     ),
+    engine: str = typer.Option(
+        "auto",
+        "--engine",
+        help="How to read the batch: memory (pandas), stream (Arrow record batches, bounded memory), spark "
+        "(partial aggregates per partition), or auto: stream folders and Parquet files over 512 MiB, else memory.",
+    ),
+    spark_master: str = typer.Option(
+        None,
+        "--spark-master",
+        help="Spark master URL for --engine spark (default: SPARK_MASTER, spark-defaults.conf, else local[2]).",
+    ),
     json_out: bool = json_option(),
 ) -> None:
     """Check a batch for drift: schema first, then per-column statistics against the reference. Exit 1 on breach.
@@ -86,7 +102,13 @@ def drift_cmd(
     thresholds come from the drift: section of governance/policy.yaml. Checks of a model version are logged to
     MLflow and the audit trail (the drift_passed promotion rule reads them).
 
+    Batches beyond memory: a folder of Parquet files (or --engine stream) is read one Arrow record batch at a time
+    into mergeable aggregates; --engine spark computes them per partition on Spark. Scores beyond 65,536 rows are
+    then approximate within a stated bound, and a column within that bound of its threshold is marked.
+
     Example: mlops drift churn@champion --current batches/today.parquet --exclude id,ts --report drift.html
+
+    Example: mlops drift churn@champion --current logs/2026-12-01/ --engine stream
     """
     from mlops_layer import api
 
@@ -101,6 +123,8 @@ def drift_cmd(
             prediction_column=prediction,
             log=not no_log,
             progress=update,
+            engine=engine,
+            spark_master=spark_master,
         )
     if json_out:
         print_json(result.to_dict())
@@ -117,7 +141,8 @@ def _render(result: Any) -> None:
     reference = re.sub(r"(sha256:[0-9a-f]{12})[0-9a-f]+", r"\1…", result.reference or "")
     console.print(
         f"[bold]{subject}[/] · {result.n_current:,} rows vs reference of {result.n_reference:,} ({reference})"
-        + (" · significance-tested (small batch)" if result.significance_tested else ""),
+        + (" · significance-tested (small batch)" if result.significance_tested else "")
+        + (f" · engine {result.engine}" if result.engine != "memory" else ""),
         markup=True,
         highlight=False,
     )
@@ -126,12 +151,15 @@ def _render(result: Any) -> None:
 
     cols = [*result.columns, *([result.prediction] if result.prediction else [])]
     show_p = any(c.p_value is not None for c in cols)
+    show_bound = any(c.approximate for c in cols)
     show_note = any(c.note for c in cols)
     t = Table(title_justify="left")
     t.add_column("column", overflow="fold")
     t.add_column("method", no_wrap=True)
     t.add_column("score", justify="right", no_wrap=True)
     t.add_column("threshold", justify="right", no_wrap=True)
+    if show_bound:
+        t.add_column("± bound", justify="right", no_wrap=True)
     if show_p:
         t.add_column("p (adj.)", justify="right", no_wrap=True)
     t.add_column("drifted", no_wrap=True)
@@ -142,9 +170,12 @@ def _render(result: Any) -> None:
             " (prediction)" if result.prediction is not None and col is result.prediction else ""
         )
         row = [label, col.method, _fmt(col.score), f"{col.threshold:g}"]
+        if show_bound:
+            row.append("" if col.bound is None else f"{col.bound:.1g}")
         if show_p:
             row.append("" if col.p_value is None else f"{col.p_value:.3g}")
-        row.append(ok_mark(None) if col.score is None else ("[red]drift[/]" if col.drifted else "[green]ok[/]"))
+        mark = ok_mark(None) if col.score is None else ("[red]drift[/]" if col.drifted else "[green]ok[/]")
+        row.append(mark + (" [yellow](near threshold)[/]" if col.near_threshold else ""))
         if show_note:
             row.append(escape(col.note or ""))
         t.add_row(*row)

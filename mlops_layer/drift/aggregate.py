@@ -249,7 +249,7 @@ def _score_histogram(
     c = cum / n  # batch CDF at grid points (right-continuous)
     r_left, r_right = reference_cdf_limits(grid, ref)
     # tails, exact: below the reference minimum the reference CDF is 0, above its maximum 1
-    w1 = offsets[0] / n - offsets[m] / n
+    w1 = float(offsets[0] / n - offsets[m] / n)
     bound = 0.0
     if m > 1:
         width = np.diff(grid)
@@ -276,8 +276,8 @@ def _score_histogram(
             est = np.where(flat, est, np.clip(est, low, np.maximum(high, low)))
             w1 += float(est.sum())
             bound += float(np.where(flat, 0.0, np.maximum(est - low, high - est)).sum())
-    out.scores["wasserstein"] = w1 / ref.scale
-    out.bounds["wasserstein"] = bound / ref.scale
+    out.scores["wasserstein"] = float(w1 / ref.scale)
+    out.bounds["wasserstein"] = float(bound / ref.scale)
     if want_p:
         # the gate's KS reads the reference CDF through stats.reference_cdf (smoothed over repeated values); the
         # bound holds for any non-decreasing CDF, so use the same one and the bound is against the gate's D
@@ -294,8 +294,8 @@ def _score_histogram(
         d = (d_low + d_high) / 2
         n_ref = max(int(ref.n_valid), 1)
         n_eff = max(1, int(round(n * n_ref / (n + n_ref))))
-        out.scores["ks"] = d
-        out.bounds["ks"] = (d_high - d_low) / 2
+        out.scores["ks"] = float(d)
+        out.bounds["ks"] = float((d_high - d_low) / 2)
         out.p_value = float(sps.kstwo.sf(d, n_eff))
         out.p_range = (float(sps.kstwo.sf(d_high, n_eff)), float(sps.kstwo.sf(d_low, n_eff)))
 
@@ -455,13 +455,14 @@ def check_parquet(
     batch_rows: int | None = None,
     progress: Any = None,
 ) -> DriftResult:
-    """Stream a Parquet file or folder through the aggregates, one Arrow record batch at a time (bounded memory).
+    """Stream a Parquet file or folder (a path or a :class:`~mlops_layer.drift.io.ParquetSource`) through the
+    aggregates, one Arrow record batch at a time (bounded memory).
 
     Only the columns the check scores are read. ``progress(rows_done, rows_total)`` is called after each record batch.
     """
-    from mlops_layer.drift.io import BATCH_ROWS, iter_parquet_frames, parquet_source
+    from mlops_layer.drift.io import BATCH_ROWS, ParquetSource, iter_parquet_frames, parquet_source
 
-    source = parquet_source(path)
+    source = path if isinstance(path, ParquetSource) else parquet_source(path)
     agg = BatchAggregate.start(profile, config, source.columns, exact_limit=exact_limit, grid_cells=grid_cells)
     for frame in iter_parquet_frames(source, list(agg.plan.scored), batch_rows=batch_rows or BATCH_ROWS):
         agg.update(frame)

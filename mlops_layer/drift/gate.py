@@ -312,13 +312,13 @@ def _decide(
         if p_adj_range is not None:
             low, high = p_adj_range
             bound = max(score - low, high - score, 0.0)
-            near = low < threshold <= high
+            near = bool(low < threshold <= high)
     else:
         score = a.scores[method]
         drifted = bool(math.isfinite(score) and score >= threshold)
         if method in a.bounds:
             bound = a.bounds[method]
-            near = abs(score - threshold) <= bound
+            near = bool(abs(score - threshold) <= bound)
         if small and p_adj is not None:
             # a small batch needs evidence as well as size: both the effect and the corrected test must agree
             drifted = drifted and p_adj < cfg.alpha

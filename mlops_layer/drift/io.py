@@ -41,7 +41,10 @@ def read_table(path: Path | str, *, what: str = "batch", columns: list[str] | No
     if not p.exists():
         raise NotFoundError(f"{what} file {p} does not exist", hint="check the path")
     if p.is_dir():
-        raise InputError(f"{what} path {p} is a folder, not a CSV or Parquet file")
+        raise InputError(
+            f"{what} path {p} is a folder, not a CSV or Parquet file",
+            hint="a folder of Parquet files is read with --engine stream or --engine spark",
+        )
     kind = _format(p)
     try:
         if kind == "parquet":
