@@ -50,7 +50,7 @@ from mlops_layer.drift.config import DriftConfig
 from mlops_layer.drift.gate import (
     CategoryCounts,
     Plan,
-    _Assessment,
+    Assessment,
     numeric_chunk,
     numeric_chunk_problems,
     numeric_rates,
@@ -206,8 +206,8 @@ class NumericAggregate:
         cfg: DriftConfig,
         want_p: bool,
         problems: list[str],
-    ) -> _Assessment:
-        out = _Assessment(name, NUMERIC)
+    ) -> Assessment:
+        out = Assessment(name, NUMERIC)
         numeric_chunk_problems(name, self.wrong_dtype, self.n_bad, self.bad_example, problems)
         if self.n_rows:
             numeric_rates(name, ref, self.n_rows, self.n_nan, self.n_inf, cfg, problems)
@@ -223,7 +223,7 @@ class NumericAggregate:
 
 
 def _score_histogram(
-    out: _Assessment,
+    out: Assessment,
     ref: NumericProfile,
     grid: FloatArray,
     counts: NDArray[np.int64],
@@ -382,9 +382,9 @@ class BatchAggregate:
         cfg = self.config
         small = self.n_rows <= cfg.small_n
         problems = list(self.plan.problems)
-        assessments: list[_Assessment] = []
+        assessments: list[Assessment] = []
 
-        def assess(name: str) -> _Assessment:
+        def assess(name: str) -> Assessment:
             col = self.profile.columns[name]
             want_p = wants_p_value(cfg, name, col.kind, small)
             if isinstance(col, NumericProfile):

@@ -36,7 +36,9 @@ Progress = Callable[[int, int, str], None]
 
 
 @dataclass
-class _Assessment:
+class Assessment:
+    """One column's scores before the verdict (from the whole column, or from its merged aggregate)."""
+
     name: str
     kind: str
     scores: dict[str, float] = field(default_factory=dict)
@@ -126,7 +128,7 @@ def numeric_rates(
         _rate_problems(name, ref.inf_rate, n_inf / n, "infinite-value", cfg, problems)
 
 
-def numeric_unassessable(out: _Assessment, ref: NumericProfile, n_valid: int, problems: list[str]) -> bool:
+def numeric_unassessable(out: Assessment, ref: NumericProfile, n_valid: int, problems: list[str]) -> bool:
     """Note why a numeric column cannot be scored (no values on one side); True when it cannot."""
     if ref.n_valid == 0 or ref.min is None or ref.max is None:
         if n_valid:
@@ -140,7 +142,7 @@ def numeric_unassessable(out: _Assessment, ref: NumericProfile, n_valid: int, pr
 
 
 def score_numeric(
-    out: _Assessment, ref: NumericProfile, s: np.ndarray[Any, np.dtype[np.float64]], want_p: bool
+    out: Assessment, ref: NumericProfile, s: np.ndarray[Any, np.dtype[np.float64]], want_p: bool
 ) -> None:
     """Exact scores of a numeric column from its sorted finite values."""
     assert ref.min is not None and ref.max is not None
@@ -160,8 +162,8 @@ def score_numeric(
 
 def _assess_numeric(
     name: str, ref: NumericProfile, series: pd.Series, cfg: DriftConfig, want_p: bool, problems: list[str]
-) -> _Assessment:
-    out = _Assessment(name, NUMERIC)
+) -> Assessment:
+    out = Assessment(name, NUMERIC)
     values = _numeric_current(series, name, problems)
     s, n_nan, n_inf = stats.split_finite(values)
     numeric_rates(name, ref, values.size, n_nan, n_inf, cfg, problems)
@@ -230,9 +232,9 @@ class CategoryCounts:
 
     def assess(
         self, name: str, ref: CategoricalProfile, cfg: DriftConfig, want_p: bool, problems: list[str]
-    ) -> _Assessment:
+    ) -> Assessment:
         """Scores of the column from the counts: exact, whatever the chunking."""
-        out = _Assessment(name, "categorical")
+        out = Assessment(name, "categorical")
         n, n_values = self.n_rows, self.n_values
         _rate_problems(name, ref.null_rate, (n - n_values) / n if n else 0.0, "null", cfg, problems)
         if self.numeric_dtype is not None:
@@ -272,7 +274,7 @@ class CategoryCounts:
 
 def _assess_categorical(
     name: str, ref: CategoricalProfile, series: pd.Series, cfg: DriftConfig, want_p: bool, problems: list[str]
-) -> _Assessment:
+) -> Assessment:
     counts = CategoryCounts.empty(ref)
     counts.update(ref, series)
     return counts.assess(name, ref, cfg, want_p, problems)
@@ -280,7 +282,7 @@ def _assess_categorical(
 
 def _assess(
     name: str, ref: ColumnProfile, series: pd.Series, cfg: DriftConfig, small: bool, problems: list[str]
-) -> _Assessment:
+) -> Assessment:
     import pandas as pd
 
     if isinstance(series, pd.DataFrame):
@@ -293,7 +295,7 @@ def _assess(
 
 
 def _decide(
-    a: _Assessment,
+    a: Assessment,
     cfg: DriftConfig,
     p_adj: float | None,
     small: bool,
@@ -404,7 +406,7 @@ def wants_p_value(cfg: DriftConfig, name: str, kind: str, small: bool) -> bool:
 def verdict(
     profile: ReferenceProfile,
     the_plan: Plan,
-    assessments: list[_Assessment],
+    assessments: list[Assessment],
     cfg: DriftConfig,
     n_cur: int,
     problems: list[str],
@@ -472,7 +474,7 @@ def check(
     problems = list(the_plan.problems)
     small = n_cur <= cfg.small_n
     total = len(the_plan.columns) + (1 if cfg.prediction_column else 0)
-    assessments: list[_Assessment] = []
+    assessments: list[Assessment] = []
     for i, name in enumerate(the_plan.columns):
         assessments.append(_assess(name, profile.columns[name], current[name], cfg, small, problems))
         if progress is not None:
