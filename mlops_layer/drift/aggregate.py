@@ -48,9 +48,9 @@ from numpy.typing import NDArray
 from mlops_layer.drift import stats
 from mlops_layer.drift.config import DriftConfig
 from mlops_layer.drift.gate import (
+    Assessment,
     CategoryCounts,
     Plan,
-    Assessment,
     numeric_chunk,
     numeric_chunk_problems,
     numeric_rates,
