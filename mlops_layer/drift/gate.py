@@ -141,9 +141,7 @@ def numeric_unassessable(out: Assessment, ref: NumericProfile, n_valid: int, pro
     return False
 
 
-def score_numeric(
-    out: Assessment, ref: NumericProfile, s: np.ndarray[Any, np.dtype[np.float64]], want_p: bool
-) -> None:
+def score_numeric(out: Assessment, ref: NumericProfile, s: np.ndarray[Any, np.dtype[np.float64]], want_p: bool) -> None:
     """Exact scores of a numeric column from its sorted finite values."""
     assert ref.min is not None and ref.max is not None
     edges = np.asarray(ref.bin_edges, dtype=np.float64)
