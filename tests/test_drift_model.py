@@ -207,3 +207,21 @@ def test_later_warnings_add_to_the_gates_notes(
     assert any("prediction drift not checked" in w for w in result.warnings), result.warnings
     assert any("could not log the drift check to MLflow" in w for w in result.warnings), result.warnings
     assert result.audit_seq is not None
+
+
+def test_streamed_model_check_is_recorded_like_any_other(project: Settings, tmp_path: Path) -> None:
+    folder = tmp_path / "day"
+    folder.mkdir()
+    batch = features(90_000, 5, shift=0.5)
+    for i in range(3):
+        batch.iloc[i * 30_000 : (i + 1) * 30_000].to_parquet(folder / f"part-{i}.parquet", index=False)
+    result = api.drift_check("m@champion", folder, settings=project)
+    assert result.engine == "stream" and result.n_current == 90_000 and result.approximate
+    assert set(result.drifted_columns) == set(check(build_profile(features(20_000, 1)), batch).drifted_columns)
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    assert result.audit_seq is not None and result.current == f"day/ (3 Parquet files, {size:,} bytes)"
+    entry = drift_entries(project)[-1]
+    assert entry.details["engine"] == "stream" and entry.details["near_threshold"] == []  # type: ignore[attr-defined]
+    with AuditStore.open(project.audit_url) as store:
+        status = AuditTrailView(store, "tester").drift_status("m", "1")
+    assert status is not None and status.passed is False  # the promotion rule reads a streamed check the same way
