@@ -59,9 +59,7 @@ def _guard(func: F) -> F:
             err_console.print(
                 f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False
             )
-            err_console.print(
-                "[yellow]hint:[/] rerun with `mlops --traceback ...` and report it", markup=True
-            )
+            err_console.print("[yellow]hint:[/] rerun with `mlops --traceback ...` and report it", markup=True)
             raise typer.Exit(3) from None
 
     return inner  # type: ignore[return-value]
