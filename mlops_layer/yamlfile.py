@@ -22,6 +22,8 @@ from mlops_layer.errors import ConfigError, NotFoundError
 
 MAX_DEPTH = 64
 MERGE_TAG = "tag:yaml.org,2002:merge"
+# Lists and mappings are plain; a tag on them (!!set, !!omap, !!python/...) would change what they mean.
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 def git_blob_hash(data: bytes) -> str:
@@ -338,6 +340,8 @@ def _convert(loader: Any, node: Any, file: str, field: str) -> Located:
     import yaml
 
     line = node.start_mark.line + 1
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+        _refuse(file, node.start_mark, f"tags ({node.tag.replace('tag:yaml.org,2002:', '!!')})")
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Located] = {}
         for key_node, value_node in node.value:
