@@ -206,9 +206,6 @@ def kind_of(value: Any) -> str:
     return type(value).__name__
 
 
-_kind = kind_of  # the name the governance modules used
-
-
 def _show(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return ""
