@@ -259,3 +259,15 @@ def test_real_mlops_process_refuses_the_bomb_within_a_memory_limit(project: Path
     assert proc.returncode == 2, proc.stderr
     assert "policy.yaml:9: anchors (&l0) are not allowed" in proc.stderr and "MemoryError" not in proc.stderr
     assert elapsed < 30
+
+
+def test_no_second_yaml_reader_grows_beside_the_one_reader() -> None:
+    """Only the reader parses YAML; the DVC adapter reads DVC's own files (dvc.yaml, dvc.lock, params.yaml)."""
+    allowed = {"mlops_layer/yamlfile.py", "mlops_layer/adapters/dvc.py"}
+    users = sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "mlops_layer").rglob("*.py")
+        if "import yaml" in path.read_text(encoding="utf-8") or "from yaml" in path.read_text(encoding="utf-8")
+    )
+    assert set(users) <= allowed, users
+    assert "mlops_layer/yamlfile.py" in users
