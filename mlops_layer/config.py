@@ -14,6 +14,7 @@ from typing import Any
 
 from mlops_layer.adapters.git import user_email
 from mlops_layer.errors import ConfigError
+from mlops_layer.yamlfile import YamlFile, kind_of, read_yaml
 
 CONFIG_FILE = "mlops.yaml"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -108,38 +109,38 @@ def absolute_sqlite_url(url: str, root: Path) -> str:
     return url
 
 
-def read_config_file(root: Path) -> dict[str, Any]:
-    """Read and validate ``mlops.yaml``; an absent file is an empty config."""
-    path = root / CONFIG_FILE
-    if not path.is_file():
-        return {}
-    import yaml
+def read_config_document(root: Path) -> YamlFile:
+    """``mlops.yaml`` through the one YAML reader (an absent file is an empty document), validated at the top level.
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})",
-            hint="fix the syntax or delete the file to use the defaults",
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    unknown = sorted(set(data) - _FILE_KEYS - _SECTION_KEYS)
+    Settings must be strings; sections (``notifications``) must be mappings and are validated by their owners.
+    """
+    doc = read_yaml(root / CONFIG_FILE, what="settings file", missing_ok=True)
+    if doc.root.value is None:
+        return doc
+    if not isinstance(doc.root.value, dict):
+        doc.root.fail(f"expected a mapping of settings, got {kind_of(doc.root.value)}")
+    top = doc.top_level()
+    unknown = [key for key in top if key not in _FILE_KEYS | _SECTION_KEYS]
     if unknown:
+        first = top[unknown[0]]
         raise ConfigError(
-            f"{path}: unknown setting(s) {', '.join(unknown)}",
+            f"{first.where}: unknown setting(s) {', '.join(sorted(unknown))}",
             hint=f"known settings: {', '.join(sorted(_FILE_KEYS | _SECTION_KEYS))}",
         )
-    for key, value in data.items():
-        if key in _SECTION_KEYS:
-            if value is not None and not isinstance(value, dict):
-                raise ConfigError(f"{path}: section '{key}' must be a mapping, got {value!r}")
+    for key, node in top.items():
+        if node.value is None:
             continue
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{path}: setting '{key}' must be a string, got {value!r}")
-    return data
+        if key in _SECTION_KEYS:
+            node.mapping()
+        elif not isinstance(node.value, str):
+            node.fail(f"a setting must be a string, got {kind_of(node.value)} {node.value!r}")
+    return doc
+
+
+def read_config_file(root: Path) -> dict[str, Any]:
+    """Read and validate ``mlops.yaml`` as plain values; an absent file is an empty config."""
+    value = read_config_document(root).root.plain()
+    return value if isinstance(value, dict) else {}
 
 
 def load_settings(root: Path | None = None, **overrides: Any) -> Settings:

@@ -75,3 +75,10 @@ class BackendError(MlopsError):
 
 class ConcurrencyError(BackendError):
     """Somebody else holds a lock or moved state under us; retry later."""
+
+
+class ConfigWarning(UserWarning):
+    """A configuration that works but probably not as meant (e.g. a policy section nothing reads).
+
+    The CLI shows these as one ``warning:`` line each on stderr; library users see a Python warning.
+    """

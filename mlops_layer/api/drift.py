@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_layer import tags
 from mlops_layer.api import _wiring
 from mlops_layer.config import Settings
-from mlops_layer.errors import ConfigError, InputError, MlopsError, NotFoundError
+from mlops_layer.errors import InputError, MlopsError, NotFoundError
 
 if TYPE_CHECKING:
     from mlops_layer.adapters.mlflow import MlflowRegistry, VersionInfo
@@ -26,39 +26,10 @@ def drift_config(model: str | None = None, *, settings: Settings | None = None) 
     ``models: {NAME: {...}}`` inside it overrides settings per model. Returns a
     :class:`mlops_layer.drift.config.DriftConfig`.
     """
-    from mlops_layer.drift.config import DriftConfig
+    from mlops_layer.drift.config import load_drift_config
 
     cfg = _wiring.resolve(settings)
-    path = cfg.policy_file
-    if not path.is_file():
-        return DriftConfig()
-    from mlops_layer.governance.located_yaml import Located, parse_located
-
-    root = parse_located(path.read_bytes(), path.name)
-    section = root.value.get("drift") if isinstance(root.value, dict) else None
-    if section is None:
-        return DriftConfig()
-    try:
-        return DriftConfig.from_dict(section.plain(), model=model, source="drift")
-    except ConfigError as exc:
-        # point at the line: the message starts with the dotted field path, e.g. drift.thresholds.psi
-        lines: dict[str, int] = {}
-
-        def walk(node: Located) -> None:
-            lines[node.field] = node.line
-            if isinstance(node.value, dict):
-                children = list(node.value.values())
-            else:
-                children = node.value if isinstance(node.value, list) else []
-            for child in children:
-                walk(child)
-
-        walk(section)
-        field = exc.message.split(":", 1)[0]
-        while field and field not in lines:
-            field = field.rpartition(".")[0]
-        line = lines.get(field, section.line)
-        raise ConfigError(f"{path.name}:{line}: {exc.message}", hint=exc.hint) from None
+    return load_drift_config(cfg.policy_file, model)
 
 
 def profile_for_training(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
 
-from mlops_layer.errors import MlopsError
+from mlops_layer.errors import ConfigWarning, MlopsError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,36 +36,60 @@ def _render_error(exc: MlopsError) -> None:
         err_console.print(f"[yellow]hint:[/] {exc.hint}", markup=True, highlight=False, soft_wrap=True)
 
 
+def _render_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Configuration warnings as one yellow line each (once per message); other warnings as Python shows them."""
+    if not caught:
+        return
+    from mlops_layer.cli.render import err_console
+
+    seen: set[str] = set()
+    for item in caught:
+        if issubclass(item.category, ConfigWarning):
+            text = str(item.message)
+            if text not in seen:
+                seen.add(text)
+                err_console.print(f"[yellow]warning:[/] {text}", markup=True, highlight=False, soft_wrap=True)
+        else:
+            warnings.showwarning(item.message, item.category, item.filename, item.lineno, None, item.line)
+
+
 def _guard(func: F) -> F:
     """Run a command; render our errors in one line with the right exit code, never a traceback."""
 
     @functools.wraps(func)
     def inner(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except MlopsError as exc:
-            if state.traceback:
-                raise
-            _render_error(exc)
-            raise typer.Exit(exc.exit_code) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-        except Exception as exc:  # noqa: BLE001 - the last line of defence
-            if state.traceback:
-                raise
-            from mlops_layer.cli.render import err_console
-
-            err_console.print(
-                f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False
-            )
-            err_console.print(
-                "[yellow]hint:[/] rerun with `mlops --traceback ...` and report it", markup=True
-            )
-            raise typer.Exit(3) from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigWarning)
+            try:
+                return _run(func, caught, *args, **kwargs)
+            finally:
+                _render_warnings(caught)
 
     return inner  # type: ignore[return-value]
+
+
+def _run(func: Callable[..., Any], caught: list[warnings.WarningMessage], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except MlopsError as exc:
+        if state.traceback:
+            raise
+        _render_warnings(caught)  # before the error they may explain
+        caught.clear()
+        _render_error(exc)
+        raise typer.Exit(exc.exit_code) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if state.traceback:
+            raise
+        from mlops_layer.cli.render import err_console
+
+        err_console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False)
+        err_console.print("[yellow]hint:[/] rerun with `mlops --traceback ...` and report it", markup=True)
+        raise typer.Exit(3) from None
 
 
 class MlopsTyper(typer.Typer):

@@ -1,17 +1,19 @@
 """Drift settings as one value object: methods, thresholds, per-column rules, importance, schema tolerances.
 
-Built from a plain mapping (the ``drift:`` section of governance/policy.yaml, or a dict in users' code) by
-:meth:`DriftConfig.from_dict`, which names the offending field on bad input. Imports nothing heavy.
+Built from the ``drift:`` section of governance/policy.yaml (:func:`drift_config_from_document`, errors name
+file:line and the field) or from a dict in users' code (:meth:`DriftConfig.from_dict`). Imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from mlops_layer.errors import ConfigError
+from mlops_layer.policyfile import PolicyDocument, load_policy_document
 
 NUMERIC_METHODS = ("wasserstein", "psi", "jensenshannon", "ks")
 CATEGORICAL_METHODS = ("jensenshannon", "psi", "chisquare")
@@ -170,134 +172,179 @@ class DriftConfig:
 
         Errors name ``source`` and the field, e.g. ``policy.yaml drift.columns.age.threshold``.
         """
-        if data is None:
-            return cls()
         if isinstance(data, DriftConfig):
             return data
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
-        merged = dict(data)
-        models = merged.pop("models", None) or {}
-        if not isinstance(models, Mapping):
-            raise ConfigError(f"{source}.models: expected a mapping of model name -> drift settings")
-        # every model's overrides are validated on their own first, so an error names where it was written
-        for name, override in models.items():
-            if not isinstance(override, Mapping):
-                raise ConfigError(f"{source}.models.{name}: expected a mapping")
-            if "models" in override:
-                raise ConfigError(f"{source}.models.{name}.models: per-model settings cannot nest models")
-            _parse(override, f"{source}.models.{name}")
-        if model is not None and model in models:
-            for key, value in models[model].items():
-                if key in ("thresholds", "columns", "importance") and isinstance(value, Mapping):
-                    base = merged.get(key) or {}
-                    if not isinstance(base, Mapping):
-                        raise ConfigError(f"{source}.{key}: expected a mapping")
-                    merged[key] = {**base, **value}
-                else:
-                    merged[key] = value
-        return _parse(merged, source)
+        return _from_mapping(data, model, source, _nowhere)
 
 
-def _parse(data: Mapping[str, Any], source: str) -> DriftConfig:
+def drift_config_from_document(document: PolicyDocument, model: str | None = None) -> DriftConfig:
+    """The ``drift:`` section of a policy document parsed once (defaults when absent); errors name file:line."""
+    section = document.section("drift")
+    if section is None:
+        return DriftConfig()
+
+    def locate(where: str) -> str:
+        return f"{document.path}:{section.line_of(where)}: "
+
+    return _from_mapping(section.plain(), model, section.field, locate)
+
+
+def load_drift_config(policy_file: Path, model: str | None = None) -> DriftConfig:
+    """The drift settings in ``governance/policy.yaml`` (no file or no section: the defaults)."""
+    return drift_config_from_document(load_policy_document(policy_file, missing_ok=True), model)
+
+
+# Where an error points: a dotted field path -> "file:line: " (nothing for plain data from users' code).
+Locate = Callable[[str], str]
+
+
+def _nowhere(where: str) -> str:
+    return ""
+
+
+def _error(where: str, problem: str, locate: Locate, *, hint: str | None = None, at: str | None = None) -> ConfigError:
+    return ConfigError(f"{locate(at or where)}{where}: {problem}", hint=hint)
+
+
+def _from_mapping(data: Any, model: str | None, source: str, locate: Locate) -> DriftConfig:
+    if data is None:
+        return DriftConfig()
+    if not isinstance(data, Mapping):
+        raise _error(source, f"expected a mapping, got {type(data).__name__}", locate)
+    merged = dict(data)
+    models = merged.pop("models", None) or {}
+    if not isinstance(models, Mapping):
+        raise _error(f"{source}.models", "expected a mapping of model name -> drift settings", locate)
+    # every model's overrides are validated on their own first, so an error names where it was written
+    for name, override in models.items():
+        if not isinstance(override, Mapping):
+            raise _error(f"{source}.models.{name}", "expected a mapping", locate)
+        if "models" in override:
+            raise _error(f"{source}.models.{name}.models", "per-model settings cannot nest models", locate)
+        _parse(override, f"{source}.models.{name}", locate)
+    if model is not None and model in models:
+        for key, value in models[model].items():
+            if key in ("thresholds", "columns", "importance") and isinstance(value, Mapping):
+                base = merged.get(key) or {}
+                if not isinstance(base, Mapping):
+                    raise _error(f"{source}.{key}", "expected a mapping", locate)
+                merged[key] = {**base, **value}
+            else:
+                merged[key] = value
+    return _parse(merged, source, locate)
+
+
+def _parse(data: Mapping[str, Any], source: str, locate: Locate) -> DriftConfig:
     unknown = sorted(set(data) - set(_KEYS))
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(repr(k) for k in unknown)}",
+        raise _error(
+            source,
+            f"unknown key(s) {', '.join(repr(k) for k in unknown)}",
+            locate,
             hint=f"allowed: {', '.join(_KEYS)}",
+            at=f"{source}.{unknown[0]}",
         )
     kw: dict[str, Any] = {}
     for key, kind in (("numeric_method", NUMERIC_METHODS), ("categorical_method", CATEGORICAL_METHODS)):
         if data.get(key) is not None:
-            kw[key] = _method(data[key], kind, f"{source}.{key}")
-    thresholds = _mapping(data.get("thresholds"), f"{source}.thresholds")
+            kw[key] = _method(data[key], kind, f"{source}.{key}", locate)
+    thresholds = _mapping(data.get("thresholds"), f"{source}.thresholds", locate)
     for method in thresholds:
         if method not in METHODS:
-            raise ConfigError(f"{source}.thresholds.{method}: unknown method", hint=f"use {', '.join(METHODS)}")
+            raise _error(f"{source}.thresholds.{method}", "unknown method", locate, hint=f"use {', '.join(METHODS)}")
     kw["thresholds"] = {
-        m: _number(v, f"{source}.thresholds.{m}", 0.0, 1.0 if m in P_VALUE_METHODS else None)
+        m: _number(v, f"{source}.thresholds.{m}", 0.0, 1.0 if m in P_VALUE_METHODS else None, locate)
         for m, v in thresholds.items()
     }
     columns: dict[str, ColumnRule] = {}
-    for name, rule in _mapping(data.get("columns"), f"{source}.columns").items():
+    for name, rule in _mapping(data.get("columns"), f"{source}.columns", locate).items():
         where = f"{source}.columns.{name}"
-        body = _mapping(rule, where)
+        body = _mapping(rule, where, locate)
         extra = sorted(set(body) - {"method", "threshold", "weight"})
         if extra:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)}", hint="use method, threshold, weight")
-        rule_method = _method(body["method"], METHODS, f"{where}.method") if body.get("method") is not None else None
+            raise _error(
+                where,
+                f"unknown key(s) {', '.join(extra)}",
+                locate,
+                hint="use method, threshold, weight",
+                at=f"{where}.{extra[0]}",
+            )
+        rule_method = (
+            _method(body["method"], METHODS, f"{where}.method", locate) if body.get("method") is not None else None
+        )
         threshold = body.get("threshold")
+        weight = body.get("weight")
         columns[str(name)] = ColumnRule(
             method=rule_method,
-            threshold=None if threshold is None else _number(threshold, f"{where}.threshold", 0.0, None),
-            weight=None if body.get("weight") is None else _number(body["weight"], f"{where}.weight", 0.0, None),
+            threshold=None if threshold is None else _number(threshold, f"{where}.threshold", 0.0, None, locate),
+            weight=None if weight is None else _number(weight, f"{where}.weight", 0.0, None, locate),
         )
     kw["columns"] = columns
     kw["importance"] = {
-        str(k): _number(v, f"{source}.importance.{k}", 0.0, None)
-        for k, v in _mapping(data.get("importance"), f"{source}.importance").items()
+        str(k): _number(v, f"{source}.importance.{k}", 0.0, None, locate)
+        for k, v in _mapping(data.get("importance"), f"{source}.importance", locate).items()
     }
     if data.get("drift_share") is not None:
-        kw["drift_share"] = _number(data["drift_share"], f"{source}.drift_share", 0.0, 1.0)
+        kw["drift_share"] = _number(data["drift_share"], f"{source}.drift_share", 0.0, 1.0, locate)
     for key in ("include", "exclude"):
         if data.get(key) is not None:
-            kw[key] = _names(data[key], f"{source}.{key}")
+            kw[key] = _names(data[key], f"{source}.{key}", locate)
     for key in ("small_n", "min_rows"):
         if data.get(key) is not None:
             value = data[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{source}.{key}: expected a whole number >= 0, got {value!r}")
+                raise _error(f"{source}.{key}", f"expected a whole number >= 0, got {value!r}", locate)
             kw[key] = value
     if data.get("alpha") is not None:
-        kw["alpha"] = _number(data["alpha"], f"{source}.alpha", 0.0, 1.0)
+        kw["alpha"] = _number(data["alpha"], f"{source}.alpha", 0.0, 1.0, locate)
     if data.get("correction") is not None:
         corr = str(data["correction"]).lower()
         if corr not in CORRECTIONS:
-            raise ConfigError(f"{source}.correction: {corr!r} is not one of {', '.join(CORRECTIONS)}")
+            raise _error(f"{source}.correction", f"{corr!r} is not one of {', '.join(CORRECTIONS)}", locate)
         kw["correction"] = corr
     for key in ("max_null_rate_increase", "max_unseen_share"):
         if data.get(key) is not None:
-            kw[key] = _number(data[key], f"{source}.{key}", 0.0, 1.0)
+            kw[key] = _number(data[key], f"{source}.{key}", 0.0, 1.0, locate)
     if data.get("prediction_column") is not None:
         kw["prediction_column"] = str(data["prediction_column"])
     if data.get("prediction_drift_fails") is not None:
         value = data["prediction_drift_fails"]
         if not isinstance(value, bool):
-            raise ConfigError(f"{source}.prediction_drift_fails: expected true or false, got {value!r}")
+            raise _error(f"{source}.prediction_drift_fails", f"expected true or false, got {value!r}", locate)
         kw["prediction_drift_fails"] = value
     return DriftConfig(**kw)
 
 
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+def _mapping(value: Any, where: str, locate: Locate) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        raise _error(where, f"expected a mapping, got {type(value).__name__} {value!r}", locate)
     return value
 
 
-def _method(value: Any, allowed: tuple[str, ...], where: str) -> str:
+def _method(value: Any, allowed: tuple[str, ...], where: str, locate: Locate) -> str:
     name = str(value).lower()
     if name not in allowed:
-        raise ConfigError(f"{where}: unknown drift method {value!r}", hint=f"use one of {', '.join(allowed)}")
+        raise _error(where, f"unknown drift method {value!r}", locate, hint=f"use one of {', '.join(allowed)}")
     return name
 
 
-def _number(value: Any, where: str, low: float | None, high: float | None) -> float:
+def _number(value: Any, where: str, low: float | None, high: float | None, locate: Locate) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        raise _error(where, f"expected a number, got {value!r}", locate)
     number = float(value)
     if (low is not None and number < low) or (high is not None and number > high):
         bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ConfigError(f"{where}: {number} is out of range", hint=f"use a value {bounds}")
+        raise _error(where, f"{number} is out of range", locate, hint=f"use a value {bounds}")
     return number
 
 
-def _names(value: Any, where: str) -> tuple[str, ...]:
+def _names(value: Any, where: str, locate: Locate) -> tuple[str, ...]:
     if isinstance(value, str):
         items = [v.strip() for v in value.split(",")]
     elif isinstance(value, (list, tuple)):
         items = [str(v).strip() for v in value]
     else:
-        raise ConfigError(f"{where}: expected a list of column names, got {value!r}")
+        raise _error(where, f"expected a list of column names, got {value!r}", locate)
     return tuple(v for v in items if v)

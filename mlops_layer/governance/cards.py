@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_layer.errors import InputError
-from mlops_layer.governance.located_yaml import Fields, Located, git_blob_hash, parse_located, read_bytes
+from mlops_layer.yamlfile import Fields, Located, git_blob_hash, parse_located, read_bytes
 
 SENSITIVITY_LEVELS = ("public", "internal", "confidential", "restricted")
 RETRAINING_METHODS = ("manual", "scheduled", "drift-triggered", "performance-triggered", "continuous")

@@ -12,14 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
-from mlops_layer.errors import ConfigError, InputError
+from mlops_layer.errors import ConfigError, InputError, NotFoundError
 from mlops_layer.governance.cards import validate_required_names
-from mlops_layer.governance.located_yaml import Fields, Located, git_blob_hash, parse_located, read_bytes
+from mlops_layer.policyfile import (
+    POLICY_HINT,
+    POLICY_SECTIONS,
+    PolicyDocument,
+    load_policy_document,
+    parse_policy_document,
+)
+from mlops_layer.yamlfile import Fields, Located
 
 POLICY_VERSION = 1
-# Sections of policy.yaml that other parts of the layer read and validate (drift gate, monitoring, retraining); they
-# are covered by the same blob hash, but not parsed here.
-FOREIGN_SECTIONS = ("drift", "alerts", "monitoring", "retraining")
+# Sections of policy.yaml that other parts of the layer read and validate (drift gate, alerts), or that nothing
+# reads (warned about by the document reader); they are covered by the same blob hash, but not parsed here.
+OWN_SECTIONS = ("version", "roles", "targets", "models")
+FOREIGN_SECTIONS = tuple(name for name in POLICY_SECTIONS if name not in OWN_SECTIONS)
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _ROLE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 DIRECTIONS = ("higher", "lower")
@@ -191,19 +199,21 @@ class Policy:
 
 
 def load_policy(path: Path) -> Policy:
-    data = read_bytes(
-        path,
-        what="promotion policy",
-        hint="write governance/policy.yaml (run `mlops init` for a starting point)",
-    )
-    return parse_policy(data, str(path))
+    return policy_from_document(load_policy_document(path))
 
 
 def parse_policy(data: bytes, file: str) -> Policy:
-    doc = parse_located(data, file)
+    return policy_from_document(parse_policy_document(data, file))
+
+
+def policy_from_document(document: PolicyDocument) -> Policy:
+    """The promotion rules and roles of a policy document parsed once (see :mod:`mlops_layer.policyfile`)."""
+    if not document.exists:
+        raise NotFoundError(f"promotion policy {document.path} does not exist", hint=POLICY_HINT)
+    doc = document.root
     if doc.value is None:
         doc.fail("the policy is empty", hint="define at least 'targets:'")
-    top = Fields(doc, allowed=("version", "roles", "targets", "models", *FOREIGN_SECTIONS))
+    top = Fields(doc, allowed=(*OWN_SECTIONS, *FOREIGN_SECTIONS))
     version = top.get("version")
     if version is not None and version.integer() != POLICY_VERSION:
         version.fail(f"unsupported policy version {version.value}", hint=f"this layer reads version {POLICY_VERSION}")
@@ -223,7 +233,13 @@ def parse_policy(data: bytes, file: str) -> Policy:
             if isinstance(rule, Approvals):
                 _check_roles_known(doc, rule.roles, known_roles, rule.line)
         _check_roles_known(doc, target.rollback.roles, known_roles, 0)
-    return Policy(targets=targets, roles=roles, model_targets=model_targets, path=file, policy_hash=git_blob_hash(data))
+    return Policy(
+        targets=targets,
+        roles=roles,
+        model_targets=model_targets,
+        path=document.path,
+        policy_hash=document.policy_hash,
+    )
 
 
 def _check_roles_known(doc: Located, wanted: tuple[str, ...], known: set[str], line: int) -> None:

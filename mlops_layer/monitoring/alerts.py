@@ -25,9 +25,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from mlops_layer.errors import ConfigError
+from mlops_layer.policyfile import PolicyDocument, load_policy_document
+from mlops_layer.yamlfile import Located, kind_of
 
 RULE_TYPES: dict[str, str] = {
     "drift_share": "max (share of drifted columns, 0..1)",
@@ -130,86 +131,7 @@ class AlertRule:
 # ---------------------------------------------------------------------------------------------------------- parsing
 
 
-class _Node:
-    """A value with where it came from, read from a plain dict or from the policy's located YAML nodes."""
-
-    def __init__(self, raw: Any, source: str, path: str, line: int | None = None) -> None:
-        # Duck-typed so the governance package's Located (value/file/line) gives line numbers without an import.
-        if all(hasattr(raw, a) for a in ("value", "line", "file")) and not isinstance(raw, (dict, list)):
-            line = int(raw.line)
-            source = str(raw.file) or source
-            raw = raw.value
-        self.value = raw
-        self.source = source
-        self.path = path
-        self.line = line
-
-    def fail(self, problem: str, *, hint: str | None = None) -> NoReturn:
-        where = f"{self.source}:{self.line}" if self.line else self.source
-        label = f"field '{self.path}'" if self.path else "document"
-        raise ConfigError(f"{where}: {label}: {problem}", hint=hint)
-
-    def child(self, key: str | int, raw: Any) -> _Node:
-        path = f"{self.path}[{key}]" if isinstance(key, int) else (f"{self.path}.{key}" if self.path else key)
-        return _Node(raw, self.source, path, self.line)
-
-    def items(self) -> dict[str, _Node]:
-        if not isinstance(self.value, dict):
-            self.fail(f"expected a mapping, got {_kind(self.value)}")
-        return {str(k): self.child(str(k), v) for k, v in self.value.items()}
-
-    def elements(self) -> list[_Node]:
-        if not isinstance(self.value, list):
-            self.fail(f"expected a list of alert rules, got {_kind(self.value)}")
-        return [self.child(i, v) for i, v in enumerate(self.value)]
-
-    def string(self) -> str:
-        if not isinstance(self.value, str) or not self.value.strip():
-            self.fail(f"expected a non-empty string, got {_kind(self.value)} {self.value!r}")
-        return self.value.strip()
-
-    def number(self, *, minimum: float | None = None, maximum: float | None = None) -> float:
-        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
-            self.fail(f"expected a number, got {_kind(self.value)} {self.value!r}")
-        value = float(self.value)
-        if not math.isfinite(value):
-            self.fail(f"must be a finite number, got {self.value}")
-        if minimum is not None and value < minimum:
-            self.fail(f"must be at least {minimum:g}, got {value:g}")
-        if maximum is not None and value > maximum:
-            self.fail(f"must be at most {maximum:g}, got {value:g}")
-        return value
-
-    def integer(self, *, minimum: int) -> int:
-        if isinstance(self.value, bool) or not isinstance(self.value, int):
-            self.fail(f"expected an integer, got {_kind(self.value)} {self.value!r}")
-        if self.value < minimum:
-            self.fail(f"must be at least {minimum}, got {self.value}")
-        return int(self.value)
-
-    def choice(self, options: Sequence[str]) -> str:
-        text = self.string()
-        if text not in options:
-            self.fail(f"must be one of {', '.join(options)}; got {text!r}")
-        return text
-
-    def strings(self) -> tuple[str, ...]:
-        if isinstance(self.value, str):
-            return (self.string(),)
-        if not isinstance(self.value, list):
-            self.fail(f"expected a list of strings, got {_kind(self.value)}")
-        return tuple(self.child(i, v).string() for i, v in enumerate(self.value))
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(
-        type(value), "a mapping" if isinstance(value, dict) else type(value).__name__
-    )
-
-
-def _check_fields(node: _Node, fields: dict[str, _Node], allowed: Sequence[str], *, hint: str) -> None:
+def _check_fields(fields: dict[str, Located], allowed: Sequence[str], *, hint: str) -> None:
     unknown = [k for k in fields if k not in allowed]
     if unknown:
         fields[unknown[0]].fail(
@@ -217,29 +139,36 @@ def _check_fields(node: _Node, fields: dict[str, _Node], allowed: Sequence[str],
         )
 
 
-def _present(fields: dict[str, _Node], key: str) -> _Node | None:
+def _present(fields: dict[str, Located], key: str) -> Located | None:
     item = fields.get(key)
     return item if item is not None and item.value is not None else None
 
 
-def _need(node: _Node, fields: dict[str, _Node], key: str, *, hint: str | None = None) -> _Node:
+def _need(node: Located, fields: dict[str, Located], key: str, *, hint: str | None = None) -> Located:
     item = _present(fields, key)
     if item is None:
         node.fail(f"missing required field '{key}'", hint=hint)
     return item
 
 
+def _text(node: Located) -> str:
+    return node.string().strip()
+
+
 def parse_alert_rules(data: Any, *, source: str, field: str = "alerts") -> list[AlertRule]:
     """Parse the ``alerts:`` section of the policy (a list of rules) into :class:`AlertRule` values.
 
-    ``data`` is plain YAML data (or the policy's located nodes); ``source`` names the file in error messages and
-    ``field`` the section, so a ConfigError says e.g. ``policy.yaml: field 'alerts[1].window.of': ...``.
-    ``None`` (an empty section) is no rules.
+    ``data`` is the section as the one YAML reader gives it (:class:`~mlops_layer.yamlfile.Located`, errors name
+    the line) or plain data (users' code); ``source`` names the file in error messages and ``field`` the section,
+    so a ConfigError says e.g. ``policy.yaml:14: field 'alerts[1].window.of': ...``. ``None`` (an empty section)
+    is no rules.
     """
-    root = _Node(data, source, field)
+    root = Located.wrap(data, source, field)
     if root.value is None:
         return []
-    nodes = root.elements()
+    if not isinstance(root.value, list):
+        root.fail(f"expected a list of alert rules, got {kind_of(root.value)}")
+    nodes: list[Located] = root.value
     rules = [_parse_rule(item) for item in nodes]
     seen: dict[str, int] = {}
     for i, rule in enumerate(rules):
@@ -252,13 +181,12 @@ def parse_alert_rules(data: Any, *, source: str, field: str = "alerts") -> list[
     return rules
 
 
-def _parse_rule(node: _Node) -> AlertRule:
-    fields = node.items()
-    kind = _need(node, fields, "type", hint=f"one of: {', '.join(RULE_TYPES)}").string()
+def _parse_rule(node: Located) -> AlertRule:
+    fields = node.mapping()
+    kind = _text(_need(node, fields, "type", hint=f"one of: {', '.join(RULE_TYPES)}"))
     if kind not in RULE_TYPES:
         fields["type"].fail(f"unknown alert rule type {kind!r}", hint=f"known types: {', '.join(RULE_TYPES)}")
     _check_fields(
-        node,
         fields,
         (*_COMMON_FIELDS, *_TYPE_FIELDS[kind]),
         hint=f"a {kind} alert takes: {RULE_TYPES[kind]}; and {', '.join(_COMMON_FIELDS[1:])}",
@@ -274,14 +202,14 @@ def _parse_rule(node: _Node) -> AlertRule:
     if kind in ("drift_share", "prediction_drift"):
         high = _need(node, fields, "max").number(minimum=0.0, maximum=1.0 if kind == "drift_share" else None)
     elif kind == "metric_threshold":
-        metric = _need(node, fields, "metric").string()
+        metric = _text(_need(node, fields, "metric"))
         low, high = num("min"), num("max")
         if low is None and high is None:
             node.fail("a metric_threshold alert needs 'min' (a floor) and/or 'max' (a ceiling)")
         if low is not None and high is not None and low > high:
             fields["max"].fail(f"max {high:g} is below min {low:g}")
     else:
-        metric = _need(node, fields, "metric").string()
+        metric = _text(_need(node, fields, "metric"))
         item = _present(fields, "direction")
         direction = item.choice(DIRECTIONS) if item else "higher"
         max_drop, max_rel = num("max_drop", minimum=0.0), num("max_relative_drop", minimum=0.0)
@@ -292,7 +220,7 @@ def _parse_rule(node: _Node) -> AlertRule:
             )
 
     name_node = _present(fields, "name")
-    name = name_node.string() if name_node else (f"{kind}:{metric}" if metric else kind)
+    name = _text(name_node) if name_node else (f"{kind}:{metric}" if metric else kind)
     severity_node = _present(fields, "severity")
     models_node = _present(fields, "models")
     description = _present(fields, "description")
@@ -311,15 +239,15 @@ def _parse_rule(node: _Node) -> AlertRule:
         clear_after=clear_node.integer(minimum=1) if clear_node else DEFAULT_CLEAR_AFTER,
         severity=severity_node.choice(SEVERITIES) if severity_node else "warning",
         models=models_node.strings() if models_node else (),
-        description=description.string() if description else "",
+        description=_text(description) if description else "",
     )
 
 
-def _window(node: _Node | None) -> Window:
+def _window(node: Located | None) -> Window:
     if node is None:
         return Window()
-    fields = node.items()
-    _check_fields(node, fields, ("breaches", "of"), hint="e.g. window: {breaches: 3, of: 5}")
+    fields = node.mapping()
+    _check_fields(fields, ("breaches", "of"), hint="e.g. window: {breaches: 3, of: 5}")
     breaches_node = _need(node, fields, "breaches", hint="e.g. window: {breaches: 3, of: 5}")
     breaches = breaches_node.integer(minimum=1)
     of_node = _present(fields, "of")
@@ -332,12 +260,12 @@ def _window(node: _Node | None) -> Window:
 _DURATION_UNITS = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86400.0}
 
 
-def _cooldown(node: _Node | None) -> Cooldown:
+def _cooldown(node: Located | None) -> Cooldown:
     if node is None:
         return Cooldown()
-    fields = node.items()
+    fields = node.mapping()
     hint = "e.g. cooldown: {hours: 6} or cooldown: {batches: 10} (both: quiet until both have passed)"
-    _check_fields(node, fields, (*_DURATION_UNITS, "batches"), hint=hint)
+    _check_fields(fields, (*_DURATION_UNITS, "batches"), hint=hint)
     seconds = 0.0
     for unit, factor in _DURATION_UNITS.items():
         item = _present(fields, unit)
@@ -734,20 +662,11 @@ def evaluate_alerts(
     return replace(state, last_seq=last_seq, rules=by_name), events
 
 
+def alert_rules_from_document(document: PolicyDocument) -> list[AlertRule]:
+    """The ``alerts:`` section of a policy document parsed once (no file or no section: no rules)."""
+    return parse_alert_rules(document.section("alerts"), source=document.path)
+
+
 def load_alert_rules(policy_file: Path) -> list[AlertRule]:
-    """The ``alerts:`` section of ``governance/policy.yaml`` (no file or no section: no rules).
-
-    Read with the governance package's located YAML so errors name the line.
-    """
-    from mlops_layer.governance.located_yaml import parse_located
-
-    try:
-        data = policy_file.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise ConfigError(f"policy {policy_file} cannot be read: {exc.strerror}") from None
-    doc = parse_located(data, str(policy_file))
-    if not isinstance(doc.value, dict) or "alerts" not in doc.value:
-        return []
-    return parse_alert_rules(doc.value["alerts"], source=str(policy_file))
+    """The ``alerts:`` section of ``governance/policy.yaml`` (no file or no section: no rules)."""
+    return alert_rules_from_document(load_policy_document(policy_file, missing_ok=True))
