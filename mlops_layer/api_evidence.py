@@ -193,21 +193,23 @@ def export_bundle(
                 continue
             if cp.size <= size and store.get(cp.size).entry_hash == cp.head:
                 candidates.append(cp)
-        cp = covering_checkpoint(candidates, last, size)
-        if cp is None:
+        chosen = covering_checkpoint(candidates, last, size)
+        if chosen is None:
             raise InputError(
                 f"no valid signed checkpoint covers entry {last} (the last about {name} v{version})",
                 hint="make one first: mlops audit checkpoint --key KEY --append-file",
             )
-        segment = tuple(AuditEntry(s, ph.hex(), eh.hex(), bytes(b)) for s, ph, eh, b in
-                        store.rows(after_seq=first - 1, upto_seq=cp.size))
+        segment = tuple(
+            AuditEntry(s, ph.hex(), eh.hex(), bytes(b))
+            for s, ph, eh, b in store.rows(after_seq=first - 1, upto_seq=chosen.size)
+        )
     registration = next((e for e in mine if e.action == actions.MODEL_REGISTERED), None)
     decisions = [e for e in mine if e.action in actions.ALIAS_DECISIONS]
     content = BundleContent(
         model=name,
         version=version,
         segment=segment,
-        checkpoint=cp,
+        checkpoint=chosen,
         lineage=_lineage(cfg, name, version, registration, notes),
         evaluation=_evaluation(cfg, registration.run_id if registration else None, notes),
         governance=tuple(_governance(cfg, d, notes) for d in decisions),
@@ -229,7 +231,7 @@ def export_bundle(
         version=version,
         from_seq=seg["from_seq"],
         to_seq=seg["to_seq"],
-        checkpoint_size=cp.size,
+        checkpoint_size=chosen.size,
         about_version=len(seg["about_this_version"]),
         other_subjects=tuple(seg["other_subjects"]),
         members=len(man["members"]) + 2,
@@ -238,9 +240,7 @@ def export_bundle(
     )
 
 
-def verify_bundle(
-    path: Path | str, *, trust: tuple[str, ...] = (), allowed_signers: Path | str | None = None
-) -> Any:
+def verify_bundle(path: Path | str, *, trust: tuple[str, ...] = (), allowed_signers: Path | str | None = None) -> Any:
     """Verify a bundle offline against the auditor's anchor; a ``BundleReport`` (``ok`` False lists the failures).
 
     Needs no settings, stores or network: only the zip and ``trust`` (key fingerprints) or ``allowed_signers``.

@@ -126,7 +126,7 @@ def _readme(content: BundleContent) -> bytes:
         f"{NAMESPACE}). {SEGMENT} holds the audit entries from the first one about this version up to the signed\n"
         f"checkpoint in {CHECKPOINT}; entries of other models inside that range are included because the hash chain\n"
         "cannot be checked without them (the manifest lists which).\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 def build_members(content: BundleContent) -> dict[str, bytes]:
@@ -160,7 +160,7 @@ def _statement(mine: Sequence[AuditEntry], cp: Checkpoint) -> dict[str, Any]:
 
 def manifest(content: BundleContent, members: Mapping[str, bytes], created: datetime) -> dict[str, Any]:
     entries = list(content.segment)
-    others = sorted({e.model or "(no model)" for e in entries if e.model != content.model})
+    others = sorted({e.model for e in entries if e.model and e.model != content.model})
     return {
         "format": FORMAT,
         "model": content.model,
@@ -175,8 +175,9 @@ def manifest(content: BundleContent, members: Mapping[str, bytes], created: date
             "about_this_version": [e.seq for e in involved(entries, content.model, content.version)],
             "other_subjects": others,
             "other_entries": sum(1 for e in entries if e.model != content.model or e.version != content.version),
-            "note": "entries of other models/versions in this range are included because the chain cannot be "
-            "verified without them",
+            "trail_entries": sum(1 for e in entries if not e.model),
+            "note": "entries of other models, other versions and of the trail itself (policy changes, checkpoints) "
+            "in this range are included because the chain cannot be verified without them",
         },
         "checkpoint": {"size": content.checkpoint.size, "head": content.checkpoint.head},
         "decisions": [
@@ -436,10 +437,13 @@ def _verify(members: dict[str, bytes], anchor: TrustAnchor, report: BundleReport
     report.segment = (entries[0].seq, last.seq)
     report.checkpoint_size = cp.size
     if last.seq != cp.size or last.entry_hash != cp.head:
-        report.fail(SEGMENT, f"ends at entry {last.seq} ({last.entry_hash[:16]}…), not at the signed checkpoint "
-                    f"(size {cp.size}, head {cp.head[:16]}…)")
+        report.fail(
+            SEGMENT,
+            f"ends at entry {last.seq} ({last.entry_hash[:16]}…), not at the signed checkpoint "
+            f"(size {cp.size}, head {cp.head[:16]}…)",
+        )
         return
-    report.other_subjects = tuple(sorted({f"{e.model or '-'}" for e in entries if e.model != report.model}))
+    report.other_subjects = tuple(sorted({e.model for e in entries if e.model and e.model != report.model}))
     report.checked.append(f"entries {entries[0].seq}..{last.seq} chain to the head signed at checkpoint {cp.size}")
     by_seq = {e.seq: e for e in entries}
     mine = involved(entries, report.model, report.version)
@@ -500,7 +504,11 @@ def _checkpoint(members: Mapping[str, bytes], report: BundleReport, checker: _Ve
 
 
 def _check_derived(
-    members: Mapping[str, bytes], report: BundleReport, entries: list[AuditEntry], mine: list[AuditEntry], cp: Checkpoint
+    members: Mapping[str, bytes],
+    report: BundleReport,
+    entries: list[AuditEntry],
+    mine: list[AuditEntry],
+    cp: Checkpoint,
 ) -> None:
     """Members that are a view of anchored entries must be exactly that view."""
     decisions = [e for e in mine if e.action in actions.ALIAS_DECISIONS]
@@ -513,8 +521,10 @@ def _check_derived(
     for name, data in expected.items():
         if members.get(name) != data:
             report.fail(name, "does not match the anchored audit entries it was made from")
-    report.checked.append(f"{len(decisions)} decisions, {len(drift)} drift/monitoring entries and the in-toto "
-                          "statement match the anchored entries")
+    report.checked.append(
+        f"{len(decisions)} decisions, {len(drift)} drift/monitoring entries and the in-toto "
+        "statement match the anchored entries"
+    )
 
 
 def _check_lineage(members: Mapping[str, bytes], report: BundleReport, mine: list[AuditEntry]) -> None:
@@ -551,7 +561,9 @@ def _check_governance(
             if data is None:
                 report.fail(MANIFEST, f"decision {seq}: {kind} member {ref.get('member')} is missing")
             elif recorded and git_blob_hash(data) != recorded:
-                report.fail(ref["member"], f"its git blob hash is not the {kind} hash {recorded} decision {seq} recorded")
+                report.fail(
+                    ref["member"], f"its git blob hash is not the {kind} hash {recorded} decision {seq} recorded"
+                )
     report.checked.append("policy and card files hash to what each decision recorded")
 
 

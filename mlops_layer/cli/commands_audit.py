@@ -109,13 +109,32 @@ def verify_cmd(
         None, "--checkpoints", help="Checkpoint file to check against (default: settings.checkpoint_file)."
     ),
     allowed_signers: Path = typer.Option(
-        None, "--allowed-signers", help="Trusted keys for checkpoint signatures (default: governance/allowed_signers)."
+        None,
+        "--allowed-signers",
+        help="Trusted keys for checkpoint signatures (default: governance/allowed_signers); with --bundle, YOUR "
+        "own file of trusted keys.",
+    ),
+    bundle: Path = typer.Option(
+        None, "--bundle", help="Verify this evidence bundle offline (needs --trust or --allowed-signers)."
+    ),
+    trust: list[str] = typer.Option(
+        None, "--trust", help="With --bundle: a key fingerprint (SHA256:...) you trust; repeat for several."
     ),
 ) -> None:
     """Recompute the whole chain and check every signed checkpoint; exit 1 listing every problem found.
 
+    With --bundle, verify an evidence bundle offline against your own trust anchor only.
+
     Example: mlops audit verify --json
+    Example: mlops audit verify --bundle churn-v3.zip --trust SHA256:AbC...
     """
+    if bundle is not None:
+        _verify_bundle(bundle, tuple(trust or ()), allowed_signers, json_out)
+        return
+    if trust:
+        from mlops_layer.errors import InputError
+
+        raise InputError("--trust only applies to --bundle", hint="mlops audit verify --bundle FILE.zip --trust FP")
     from mlops_layer import api
 
     report = api.verify_audit(
@@ -149,8 +168,47 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
+def _verify_bundle(bundle: Path, trust: tuple[str, ...], allowed_signers: Path | None, json_out: bool) -> None:
+    from mlops_layer import api_evidence
+
+    report = api_evidence.verify_bundle(bundle, trust=trust, allowed_signers=allowed_signers)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        what = f"{report.model} v{report.version}" if report.model else str(bundle)
+        if report.ok:
+            seg = report.segment or (0, 0)
+            console.print(
+                f"{ok_mark(True)} evidence bundle for {what} verifies: entries {seg[0]}..{seg[1]} chain to the "
+                f"checkpoint signed at size {report.checkpoint_size}"
+            )
+            if report.other_subjects:
+                console.print(f"  the segment also holds entries of: {', '.join(report.other_subjects)}")
+            for line in report.checked:
+                console.print(f"  {ok_mark(True)} {line}")
+        else:
+            console.print(f"{ok_mark(False)} evidence bundle {bundle} FAILED verification")
+            rows = [(f.member, f.message) for f in report.failures]
+            console.print(table(None, ["member", "what failed"], rows))
+        if report.keys:
+            console.print("keys relied on:")
+            for k in report.keys:  # one line each, never wrapped: auditors copy these fingerprints
+                who = f" ({k.principal})" if k.principal else ""
+                console.print(f"  {k.purpose}: {k.fingerprint}{who}, trusted by {k.trusted_by}", soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @audit_app.command("export")
 def export_cmd(
+    name: str = typer.Argument(None, help="With --bundle: the registered model."),
+    version: str = typer.Argument(None, help="With --bundle: the model version."),
+    bundle: Path = typer.Option(
+        None, "--bundle", help="Write the evidence bundle (.zip) of NAME VERSION, verifiable offline."
+    ),
+    key: Path = typer.Option(
+        None, "--key", "-k", help="With --bundle: key signing the manifest (default git config user.signingkey)."
+    ),
     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl (exact records) or in-toto (Statement v1)."),
     out: Path = typer.Option(None, "--out", "-o", help="Write to this file instead of standard output."),
     model: str = typer.Option(
@@ -158,15 +216,45 @@ def export_cmd(
     ),
     action: str = typer.Option(None, "--action", "-a", help="Only this action."),
     since: str = typer.Option(None, "--since", help="Only entries at or after this time: ISO 8601, or an age (7d)."),
-    json_out: bool = json_option("With --out: print a JSON summary of what was written."),
+    until: str = typer.Option(
+        None, "--until", help="Only entries before this time (archive a period with --since): ISO 8601 or an age."
+    ),
+    json_out: bool = json_option("With --out or --bundle: print a JSON summary."),
 ) -> None:
-    """Export the trail as JSON Lines or as an in-toto Statement v1 (subjects: model artifacts and data digests).
+    """Export the trail as JSON Lines or as an in-toto Statement v1 (subjects: model artifacts and data digests),
+    archive a period (--since/--until), or write one version's evidence bundle (--bundle).
 
     Example: mlops audit export --format in-toto --out audit.intoto.json
+    Example: mlops audit export --since 2025-01-01 --until 2025-07-01 --out archive-2025H1.jsonl
+    Example: mlops audit export churn 3 --bundle churn-v3.zip --key ~/.ssh/audit_ed25519
     """
+    from mlops_layer.errors import InputError
+
+    if bundle is not None:
+        if not name or not version:
+            raise InputError("--bundle needs NAME and VERSION", hint="mlops audit export churn 3 --bundle churn-v3.zip")
+        from mlops_layer import api_evidence
+
+        made = api_evidence.export_bundle(name, version, bundle, key=key)
+        if json_out:
+            print_json(made.to_dict())
+            return
+        console.print(
+            f"{ok_mark(True)} wrote evidence bundle {made.path}: {made.about_version} entries about {name} "
+            f"v{version}, chain segment {made.from_seq}..{made.to_seq} up to the checkpoint at size "
+            f"{made.checkpoint_size}; manifest signed by {made.signer_key}"
+        )
+        if made.other_subjects:
+            console.print(f"  the segment includes entries of other subjects: {', '.join(made.other_subjects)}")
+        for note in made.notes:
+            console.print(f"  [yellow]note:[/] {note}")
+        console.print(f"  verify offline: mlops audit verify --bundle {made.path} --trust {made.signer_key}")
+        return
+    if name or version:
+        raise InputError("NAME VERSION only go with --bundle", hint="use --model NAME to filter a JSONL export")
     from mlops_layer import api
 
-    result = api.export_audit(fmt, out=out, model=model, action=action, since=_when(since))
+    result = api.export_audit(fmt, out=out, model=model, action=action, since=_when(since), until=_when(until))
     if result.text is not None:
         sys.stdout.write(result.text)
         sys.stdout.flush()

@@ -12,6 +12,7 @@ from mlops_layer.cli import (
     commands_drift,  # noqa: F401  (drift)
     commands_governance,  # noqa: F401  (card, check, approve, reject, promote, rollback)
     commands_monitoring,  # noqa: F401  (monitor, alerts status|flush)
+    commands_report,  # noqa: F401  (report)
     commands_retrain,  # noqa: F401  (retrain)
 )
 from mlops_layer.cli.app import app

@@ -58,11 +58,9 @@ _AUDIT = """<section id="audit"><h2>Audit trail</h2>
 </tbody></table></section>
 """
 
-_MODEL = (
-    _BASE.replace("{% block title %}{% endblock %}", "{{ page.name }} — model report")
-    .replace(
-        "{% block body %}{% endblock %}",
-        """<header><h1 id="model-name">{{ page.name }}</h1>
+_MODEL = _BASE.replace("{% block title %}{% endblock %}", "{{ page.name }} — model report").replace(
+    "{% block body %}{% endblock %}",
+    """<header><h1 id="model-name">{{ page.name }}</h1>
 <p>{% if page.serving %}In service: <b id="serving">v{{ page.serving[1] }} @{{ page.serving[0] }}</b>{% else %}<span id="serving">no version in service</span>{% endif %}
 · {{ page.versions|length }} versions · {{ page.entry_count }} audit entries · <a href="index.html">all models</a></p></header>
 <main>
@@ -122,18 +120,15 @@ _MODEL = (
 <p class="muted">{{ page.alerts|length }} alert events in the trail.</p>
 </section>
 """
-        + _AUDIT
-        + """</main>
+    + _AUDIT
+    + """</main>
 <script type="application/json" id="chart-data">{{ chart_json|safe }}</script>
 <script>{{ boot_js|safe }}</script>""",
-    )
 )
 
-_INVENTORY = (
-    _BASE.replace("{% block title %}{% endblock %}", "Model inventory")
-    .replace(
-        "{% block body %}{% endblock %}",
-        """<header><h1 id="inventory-title">Model inventory</h1><p>{{ page.models|length }} models</p></header>
+_INVENTORY = _BASE.replace("{% block title %}{% endblock %}", "Model inventory").replace(
+    "{% block body %}{% endblock %}",
+    """<header><h1 id="inventory-title">Model inventory</h1><p>{{ page.models|length }} models</p></header>
 <main>
 {% for note in page.notes %}<p class="note">{{ note }}</p>{% endfor %}
 <section id="models"><h2>Models</h2>
@@ -146,9 +141,8 @@ _INVENTORY = (
 <td>{{ m.waiting|join("; ") if m.waiting else "none" }}</td><td>{{ m.versions }}</td></tr>{% else %}<tr><td colspan="8" class="muted">no models</td></tr>{% endfor %}
 </tbody></table></section>
 """
-        + _AUDIT
-        + "</main>",
-    )
+    + _AUDIT
+    + "</main>",
 )
 
 # Draws the charts from the JSON block; when plotly.js is missing the tables still tell the story.
@@ -361,6 +355,4 @@ def render_model_page(page: ModelPage, *, inline_js: bool = True) -> str:
 def render_inventory(page: InventoryPage) -> str:
     """The inventory page (no charts, so no plotly.js)."""
     template = _environment().from_string(_INVENTORY)
-    return str(
-        template.render(page=page, audit=page.audit, generated_at=page.generated_at, css=_CSS, plotly_js="")
-    )
+    return str(template.render(page=page, audit=page.audit, generated_at=page.generated_at, css=_CSS, plotly_js=""))

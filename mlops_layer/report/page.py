@@ -271,6 +271,10 @@ def _text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
@@ -376,7 +380,7 @@ def _decision(e: AuditEntry) -> DecisionRow:
 
 def _approval(e: AuditEntry) -> ApprovalRow:
     d = e.details
-    statement = d.get("statement") if isinstance(d.get("statement"), dict) else {}
+    statement = _mapping(d.get("statement"))
     signature = _text(d.get("signature"))
     return ApprovalRow(
         seq=e.seq,
@@ -397,24 +401,27 @@ def _points(entries: Iterable[AuditEntry]) -> list[BatchPoint]:
     for e in entries:
         d = e.details
         if e.action == actions.MONITOR_BATCH:
-            raw = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
-            metrics = tuple(
-                (str(k), n) for k, v in sorted(raw.items()) if (n := _number(v)) is not None
-            )
+            raw = _mapping(d.get("metrics"))
+            metrics = tuple((str(k), n) for k, v in sorted(raw.items()) if (n := _number(v)) is not None)
             out.append(
-                BatchPoint(e.seq, e.timestamp, e.version or "", _number(d.get("drift_share")), metrics,
-                           e.decision or "", "batch")
+                BatchPoint(
+                    e.seq,
+                    e.timestamp,
+                    e.version or "",
+                    _number(d.get("drift_share")),
+                    metrics,
+                    e.decision or "",
+                    "batch",
+                )
             )
         elif e.action == actions.DRIFT_CHECKED:
             share = _number(d.get("share"))
-            out.append(
-                BatchPoint(e.seq, e.timestamp, e.version or "", share, (), e.decision or "", "drift_check")
-            )
+            out.append(BatchPoint(e.seq, e.timestamp, e.version or "", share, (), e.decision or "", "drift_check"))
     return out
 
 
 def _versions(
-    entries: Sequence[AuditEntry], facts: Mapping[str, RegistryFacts], aliases: Mapping[str, str]
+    name: str, entries: Sequence[AuditEntry], facts: Mapping[str, RegistryFacts], aliases: Mapping[str, str]
 ) -> list[VersionRow]:
     registered: dict[str, AuditEntry] = {}
     for e in entries:
@@ -423,34 +430,34 @@ def _versions(
     names = set(registered) | set(facts)
     rows = []
     for version in sorted(names, key=_version_key):
-        e = registered.get(version)
+        reg = registered.get(version)
         fact = facts.get(version)
-        details = e.details if e is not None else {}
-        params = details.get("params") if isinstance(details.get("params"), dict) else {}
-        artifacts = details.get("artifacts") if isinstance(details.get("artifacts"), dict) else {}
+        details = reg.details if reg is not None else {}
+        params = _mapping(details.get("params"))
+        artifacts = _mapping(details.get("artifacts"))
         chain: list[str] = []
         parent = fact.parent if fact else None
-        seen = {version}
+        seen = {f"{name}/{version}"}
         while parent and parent not in seen and len(chain) < 20:
             chain.append(parent)
             seen.add(parent)
             model, _, pv = parent.partition("/")
-            nxt = facts.get(pv) if model and pv else None
-            parent = nxt.parent if nxt is not None and pv in facts else None
+            nxt = facts.get(pv) if model == name else None  # the registry facts at hand are this model's
+            parent = nxt.parent if nxt is not None else None
         rows.append(
             VersionRow(
                 version=version,
-                registered_at=e.timestamp if e is not None else (fact.created if fact else None),
-                registered_by=e.actor if e is not None else "",
-                git_commit=e.git_commit if e is not None else None,
-                run_id=e.run_id if e is not None else None,
-                data=tuple(sorted((e.dvc_hashes if e is not None else {}).items())),
+                registered_at=reg.timestamp if reg is not None else (fact.created if fact else None),
+                registered_by=reg.actor if reg is not None else "",
+                git_commit=reg.git_commit if reg is not None else None,
+                run_id=reg.run_id if reg is not None else None,
+                data=tuple(sorted((reg.dvc_hashes if reg is not None else {}).items())),
                 params=tuple(sorted((str(k), _text(v)) for k, v in params.items())),
                 artifacts=tuple(sorted((str(k), _text(v)) for k, v in artifacts.items())),
                 model_uri=_text(details.get("model_uri")),
                 aliases=tuple(sorted(a for a, v in aliases.items() if v == version)),
                 parent_chain=tuple(chain),
-                audit_seq=e.seq if e is not None else None,
+                audit_seq=reg.seq if reg is not None else None,
                 in_registry=fact is not None,
             )
         )
@@ -495,7 +502,7 @@ def build_model_page(
         card_hash=card.card_hash if card is not None else None,
         card_error=card_error,
         aliases=tuple(sorted(trail_aliases.items())),
-        versions=tuple(_versions(entries, facts, trail_aliases)),
+        versions=tuple(_versions(name, entries, facts, trail_aliases)),
         spans=tuple(spans),
         decisions=tuple(_decision(e) for e in entries if e.action in actions.ALIAS_DECISIONS),
         approvals=tuple(
