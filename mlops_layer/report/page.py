@@ -554,7 +554,8 @@ def audit_head(store: Any, checkpoints: Sequence[Any], allowed_signers: Any) -> 
     from mlops_layer.errors import MlopsError
 
     size, head = store.head()
-    oldest = next(iter(store.entries()), None) if size else None
+    first = next(iter(store.rows(batch=1)), None) if size else None  # one row, not a batch
+    oldest = AuditEntry(int(first[0]), bytes(first[1]).hex(), bytes(first[2]).hex(), bytes(first[3])) if first else None
     base = AuditHead(size, head, oldest.seq if oldest else None, oldest.timestamp if oldest else None)
     valid = [cp for cp in checkpoints if cp.size <= size]
     if not valid:
