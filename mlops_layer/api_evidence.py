@@ -142,7 +142,7 @@ def _governance(cfg: Settings, decision: Any, notes: list[str]) -> Any:
         signers = GovernanceFile(
             "allowed_signers", cfg.allowed_signers.read_bytes(), "working tree at export time (not found in git)"
         )
-        notes.append(f"decision {decision.seq}: allowed_signers is not in git; the current file was used")
+        notes.append(f"{cfg.allowed_signers.name} is not in git: the current file stands for it at every decision")
     else:
         signers = None
     return DecisionGovernance(decision.seq, policy, card, signers)
@@ -216,7 +216,7 @@ def export_bundle(
         trail_size=size,
         trail_head=head,
         exported_by=cfg.actor,
-        notes=tuple(notes),
+        notes=tuple(dict.fromkeys(notes)),
     )
     man = write_bundle(
         out_path,
@@ -236,7 +236,7 @@ def export_bundle(
         other_subjects=tuple(seg["other_subjects"]),
         members=len(man["members"]) + 2,
         signer_key=signing.fingerprint(signing.public_key(key_path)),
-        notes=tuple(notes),
+        notes=content.notes,
     )
 
 
