@@ -114,9 +114,26 @@ def _evaluation(cfg: Settings, run_id: str | None, notes: list[str]) -> dict[str
     }
 
 
+def _signers_at(cfg: Settings, entry: Any, notes: list[str]) -> Any:
+    """``allowed_signers`` as of an entry: from the newest commit before it, else the file on disk (with a note)."""
+    from mlops_layer.adapters.git import file_before
+    from mlops_layer.audit.bundle import GovernanceFile
+
+    when = entry.body.get("timestamp")
+    found = file_before(cfg.root, cfg.allowed_signers, str(when)) if when else None
+    if found is not None:
+        return GovernanceFile("allowed_signers", found[1], f"git {found[0]} (newest commit before entry {entry.seq})")
+    if cfg.allowed_signers.is_file():
+        notes.append(f"{cfg.allowed_signers.name} is not in git: the current file stands for it at every decision")
+        return GovernanceFile(
+            "allowed_signers", cfg.allowed_signers.read_bytes(), "working tree at export time (not found in git)"
+        )
+    return None
+
+
 def _governance(cfg: Settings, decision: Any, notes: list[str]) -> Any:
     """The policy, card and allowed_signers as of one decision: by blob hash from git, else the working tree."""
-    from mlops_layer.adapters.git import file_before, read_blob
+    from mlops_layer.adapters.git import read_blob
     from mlops_layer.audit.bundle import DecisionGovernance, GovernanceFile, git_blob_hash
 
     def by_hash(kind: str, recorded: Any, working: Path) -> GovernanceFile | None:
@@ -132,19 +149,7 @@ def _governance(cfg: Settings, decision: Any, notes: list[str]) -> Any:
 
     policy = by_hash("policy", decision.details.get("policy_hash"), cfg.policy_file)
     card = by_hash("card", decision.details.get("card_hash"), cfg.cards_dir / f"{decision.model}.yaml")
-    when = decision.body.get("timestamp")
-    found = file_before(cfg.root, cfg.allowed_signers, str(when)) if when else None
-    if found is not None:
-        signers: GovernanceFile | None = GovernanceFile(
-            "allowed_signers", found[1], f"git {found[0]} (newest commit before the decision)"
-        )
-    elif cfg.allowed_signers.is_file():
-        signers = GovernanceFile(
-            "allowed_signers", cfg.allowed_signers.read_bytes(), "working tree at export time (not found in git)"
-        )
-        notes.append(f"{cfg.allowed_signers.name} is not in git: the current file stands for it at every decision")
-    else:
-        signers = None
+    signers = _signers_at(cfg, decision, notes)
     return DecisionGovernance(decision.seq, policy, card, signers)
 
 
@@ -213,6 +218,11 @@ def export_bundle(
         lineage=_lineage(cfg, name, version, registration, notes),
         evaluation=_evaluation(cfg, registration.run_id if registration else None, notes),
         governance=tuple(_governance(cfg, d, notes) for d in decisions),
+        approval_signers=tuple(
+            (e.seq, _signers_at(cfg, e, notes))
+            for e in mine
+            if e.action in (actions.APPROVAL_GRANTED, actions.APPROVAL_REJECTED)
+        ),
         trail_size=size,
         trail_head=head,
         exported_by=cfg.actor,

@@ -231,3 +231,21 @@ def test_export_a_period_as_an_archive(project: Project, tmp_path: Path, monkeyp
     assert [r["seq"] for r in lines] == expected and expected
     # exact records: each links to the one before, so consecutive archives chain
     assert all(b["prev_hash"] == a["entry_hash"] for a, b in zip(lines, lines[1:], strict=False))
+
+
+def test_an_approval_waiting_for_its_promotion_verifies_under_the_signers_of_its_own_time(
+    project: Project, tmp_path: Path
+) -> None:
+    """v2 approved for @staging but never promoted there: no decision follows the approval, it still verifies."""
+    api.approve(MODEL, "2", "staging", key_path=project.alice_key, comment="ok for staging", settings=project.cfg)
+    api.checkpoint_audit(key=project.custodian_key, settings=project.cfg)
+    out = tmp_path / "v2.zip"
+    api_evidence.export_bundle(MODEL, "2", out, key=project.custodian_key, settings=project.cfg)
+    with zipfile.ZipFile(out) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    (approval,) = manifest["approvals"]
+    assert approval["allowed_signers"]["source"].startswith("git ")
+    report = api_evidence.verify_bundle(out, trust=(project.custodian_fingerprint,))
+    assert report.ok, report.failures
+    alice = signing.fingerprint(signing.public_key(project.alice_key))
+    assert [k.principal for k in report.keys if k.fingerprint == alice] == ["alice@example.com"]

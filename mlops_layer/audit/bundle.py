@@ -106,6 +106,7 @@ class BundleContent:
     lineage: Mapping[str, Any]
     evaluation: Mapping[str, Any]
     governance: tuple[DecisionGovernance, ...]
+    approval_signers: tuple[tuple[int, GovernanceFile | None], ...]  # (approval seq, signers when it was filed)
     trail_size: int
     trail_head: str
     exported_by: str
@@ -151,6 +152,9 @@ def build_members(content: BundleContent) -> dict[str, bytes]:
         for f in (gov.policy, gov.card, gov.signers):
             if f is not None:
                 members[f.member] = f.data
+    for _, signers in content.approval_signers:
+        if signers is not None:
+            members[signers.member] = signers.data
     return members
 
 
@@ -189,6 +193,7 @@ def manifest(content: BundleContent, members: Mapping[str, bytes], created: date
             }
             for g in content.governance
         ],
+        "approvals": [{"seq": seq, "allowed_signers": _gov_ref(f)} for seq, f in content.approval_signers],
         "notes": list(content.notes),
         "members": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())},
     }
@@ -547,6 +552,7 @@ def _check_lineage(members: Mapping[str, bytes], report: BundleReport, mine: lis
 def _check_governance(
     members: Mapping[str, bytes], report: BundleReport, man: Mapping[str, Any], by_seq: Mapping[int, AuditEntry]
 ) -> None:
+    matched = missing = 0
     for item in man.get("decisions") or []:
         seq = item.get("seq")
         entry = by_seq.get(seq) if isinstance(seq, int) else None
@@ -564,7 +570,13 @@ def _check_governance(
                 report.fail(
                     ref["member"], f"its git blob hash is not the {kind} hash {recorded} decision {seq} recorded"
                 )
-    report.checked.append("policy and card files hash to what each decision recorded")
+            else:
+                matched += 1
+        missing += sum(1 for kind in ("policy", "card") if entry.details.get(f"{kind}_hash") and not item.get(kind))
+    report.checked.append(
+        f"{matched} policy/card files hash to what their decision recorded"
+        + (f"; {missing} could not be found at export (see the manifest's notes)" if missing else "")
+    )
 
 
 def _check_approvals(
@@ -576,8 +588,8 @@ def _check_approvals(
     signing: Any,
     tmp: Path,
 ) -> None:
-    """Each approval: exactly the anchored entry, its signature valid for its approver under the signers as of the
-    next decision about that alias (the file the bundle carries, vouched for by the manifest signature)."""
+    """Each approval: exactly the anchored entry, its signature valid for its approver under the signers file as of
+    the approval (the file the bundle carries, vouched for by the manifest signature)."""
     from mlops_layer.errors import MlopsError
     from mlops_layer.governance.approvals import ApprovalStatement
 
@@ -587,22 +599,18 @@ def _check_approvals(
     if listed != expected:
         report.fail(APPROVALS, "does not match the anchored approval entries")
         return
-    signers_by_decision = {
+    signers_of = {
         int(item["seq"]): item.get("allowed_signers")
-        for item in man.get("decisions") or []
+        for item in man.get("approvals") or []
         if isinstance(item, dict) and isinstance(item.get("seq"), int)
     }
-    decisions = sorted(s for s in signers_by_decision if s in by_seq)
     for e in approvals:
         try:
             statement = ApprovalStatement.from_dict(e.details.get("statement") or {})
             signature = str(e.details.get("signature") or "")
-            later = [s for s in decisions if s > e.seq and by_seq[s].alias == e.alias]
-            ref = signers_by_decision.get(later[0]) if later else None
-            if ref is None and decisions:
-                ref = signers_by_decision.get(decisions[-1])
+            ref = signers_of.get(e.seq)
             if not ref or ref.get("member") not in members:
-                raise _Fail("no allowed_signers file in the bundle for it")
+                raise _Fail("the bundle carries no allowed_signers file as of this approval")
             file = tmp / f"signers-{e.seq}"
             file.write_bytes(members[ref["member"]])
             principal = signing.verify(
