@@ -150,3 +150,30 @@ def test_page_from_the_trail_alone_without_card_or_registry() -> None:
     html = render_model_page(page, inline_js=False)
     assert "r&lt;1&gt;" in html and "&lt;b&gt;bad&lt;/b&gt;" in html and "<b>bad" not in html
     assert "No valid model card: no card" in html and "no signed checkpoint" in html
+
+
+def test_audit_head_status_reports_a_checkpoint_the_trail_no_longer_matches(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from mlops_layer.audit.checkpoints import make_checkpoint
+    from mlops_layer.audit.store import AuditStore
+    from mlops_layer.report.page import audit_head
+
+    key = tmp_path / "k"
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(signing.allowed_signers_line("c@example.com", signing.generate_key(key, kind="ed25519")) + "\n")
+    with AuditStore.open(f"sqlite:///{tmp_path}/a.db") as store:
+        for i in range(3):
+            store.append("model.registered", actor="a@example.com", subject={"model": "m", "version": str(i + 1)})
+        size, head = store.head()
+        good = make_checkpoint(size, head, datetime.now(timezone.utc), key, signers)
+        store.append("alias.set", actor="a@example.com", subject={"model": "m", "version": "1", "alias": "x"})
+        status = audit_head(store, [good], signers)
+        assert status.checkpoint_ok and status.unanchored == 1 and status.oldest_seq == 1
+        assert status.status == "1 entries after the newest signed checkpoint"
+        forged = make_checkpoint(size, "ab" * 32, datetime.now(timezone.utc), key, signers)
+        status = audit_head(store, [forged], signers)
+        assert not status.checkpoint_ok and "rewritten" in status.status
+        unsigned = replace(good, signature=good.signature.replace("A", "B", 3))
+        assert not audit_head(store, [unsigned], signers).checkpoint_ok
+        assert audit_head(store, [], signers).status == "no signed checkpoint"
