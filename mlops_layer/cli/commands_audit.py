@@ -129,6 +129,10 @@ def verify_cmd(
     Example: mlops audit verify --bundle churn-v3.zip --trust SHA256:AbC...
     """
     if bundle is not None:
+        if export_file is not None or checkpoints is not None or deep:
+            from mlops_layer.errors import InputError
+
+            raise InputError("--bundle is verified on its own", hint="drop --export, --checkpoints and --deep")
         _verify_bundle(bundle, tuple(trust or ()), allowed_signers, json_out)
         return
     if trust:
