@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops_layer import api_report, signing
+from mlops_layer import api, signing
 from mlops_layer.audit import actions
 from mlops_layer.audit.checkpoints import make_checkpoint
 from mlops_layer.audit.store import AuditStore
@@ -150,7 +150,7 @@ def main() -> int:
         render = []
         for _ in range(3):
             t0 = time.perf_counter()
-            page = api_report.model_page(MODEL, use_registry=False, settings=cfg)
+            page = api.model_page(MODEL, use_registry=False, settings=cfg)
             t1 = time.perf_counter()
             html = render_model_page(page)
             t2 = time.perf_counter()
@@ -159,7 +159,7 @@ def main() -> int:
         bare = render_model_page(page, inline_js=False)
         out = tmp / "site"
         t0 = time.perf_counter()
-        result = api_report.report(MODEL, out=out, log_to_mlflow=False, use_registry=False, settings=cfg)
+        result = api.report(MODEL, out=out, log_to_mlflow=False, use_registry=False, settings=cfg)
         total_s = time.perf_counter() - t0
         size_b = result.size_bytes
         js = len(plotly_js().encode())

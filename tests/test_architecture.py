@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mlops_layer"
-CORE = ("api", "audit", "drift", "governance", "monitoring")
+CORE = ("api", "audit", "drift", "governance", "monitoring", "report")
 CORE_FILES = ("config.py", "lineage.py", "retrain.py", "locks.py", "scaffold.py", "tags.py")
 FORBIDDEN = ("mlflow", "dvc", "git", "evidently", "pyspark")
 TOOLS = ("git", "dvc")

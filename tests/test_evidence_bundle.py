@@ -15,7 +15,7 @@ import pytest
 from report_fixtures import MODEL, Project, build_project
 from typer.testing import CliRunner
 
-from mlops_layer import api, api_evidence, signing
+from mlops_layer import api, signing
 from mlops_layer.audit import actions
 from mlops_layer.audit import bundle as bundle_mod
 from mlops_layer.audit.store import AuditStore
@@ -36,7 +36,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
 @pytest.fixture(scope="module")
 def bundle(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export") / "churn-v1.zip"
-    made = api_evidence.export_bundle(MODEL, "1", out, key=project.custodian_key, settings=project.cfg)
+    made = api.export_bundle(MODEL, "1", out, key=project.custodian_key, settings=project.cfg)
     assert made.from_seq == 1 and made.other_subjects == ("fraud",)
     return out
 
@@ -155,11 +155,11 @@ def test_a_flipped_byte_in_any_member_fails_naming_that_member(bundle: Path, pro
         names = zf.namelist()
     assert len(names) >= 13
     trust = (project.custodian_fingerprint,)
-    assert api_evidence.verify_bundle(bundle, trust=trust).ok
+    assert api.verify_bundle(bundle, trust=trust).ok
     for member in names:
         altered = tmp_path / f"{member.replace('/', '_')}.zip"
         _rezip(bundle, altered, member)
-        report = api_evidence.verify_bundle(altered, trust=trust)
+        report = api.verify_bundle(altered, trust=trust)
         assert not report.ok, member
         assert any(member in f.member for f in report.failures), (member, report.failures)
 
@@ -201,7 +201,7 @@ def test_cli_export_bundle_and_refusals(project: Project, tmp_path: Path, monkey
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["entries_about_version"] == 2  # registered, refused
-    assert api_evidence.verify_bundle(out, trust=(project.custodian_fingerprint,)).ok
+    assert api.verify_bundle(out, trust=(project.custodian_fingerprint,)).ok
     result = runner.invoke(app, ["audit", "export", MODEL, "--bundle", str(out)])
     assert result.exit_code == 2 and "NAME and VERSION" in result.output
     result = runner.invoke(
@@ -240,12 +240,12 @@ def test_an_approval_waiting_for_its_promotion_verifies_under_the_signers_of_its
     api.approve(MODEL, "2", "staging", key_path=project.alice_key, comment="ok for staging", settings=project.cfg)
     api.checkpoint_audit(key=project.custodian_key, settings=project.cfg)
     out = tmp_path / "v2.zip"
-    api_evidence.export_bundle(MODEL, "2", out, key=project.custodian_key, settings=project.cfg)
+    api.export_bundle(MODEL, "2", out, key=project.custodian_key, settings=project.cfg)
     with zipfile.ZipFile(out) as zf:
         manifest = json.loads(zf.read("manifest.json"))
     (approval,) = manifest["approvals"]
     assert approval["allowed_signers"]["source"].startswith("git ")
-    report = api_evidence.verify_bundle(out, trust=(project.custodian_fingerprint,))
+    report = api.verify_bundle(out, trust=(project.custodian_fingerprint,))
     assert report.ok, report.failures
     alice = signing.fingerprint(signing.public_key(project.alice_key))
     assert [k.principal for k in report.keys if k.fingerprint == alice] == ["alice@example.com"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from report_fixtures import MODEL, Project, build_project
 
-from mlops_layer import api_report
+from mlops_layer import api
 
 
 def chromium() -> str:
@@ -58,16 +58,16 @@ def browse(page: Path, tmp: Path, *extra: str) -> tuple[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_report.ReportResult]:
+def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api.ReportResult]:
     with pytest.MonkeyPatch.context() as mp:
         for var in list(os.environ):
             if var.startswith(("MLOPS_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY")):
                 mp.delenv(var, raising=False)
         project: Project = build_project(tmp_path_factory.mktemp("browser"))
-        yield api_report.report(out=tmp_path_factory.mktemp("site"), log_to_mlflow=False, settings=project.cfg)
+        yield api.report(out=tmp_path_factory.mktemp("site"), log_to_mlflow=False, settings=project.cfg)
 
 
-def test_model_page_renders_its_charts_without_console_errors(pages: api_report.ReportResult, tmp_path: Path) -> None:
+def test_model_page_renders_its_charts_without_console_errors(pages: api.ReportResult, tmp_path: Path) -> None:
     dom, console = browse(pages.out_dir / f"{MODEL}.html", tmp_path, "--dump-dom")
     assert console == []
     assert re.search(r'<h1 id="model-name">churn</h1>', dom)
@@ -80,7 +80,7 @@ def test_model_page_renders_its_charts_without_console_errors(pages: api_report.
     assert 'id="audit-status" class="ok">every entry covered by a signed checkpoint<' in dom
 
 
-def test_inventory_page_in_the_browser(pages: api_report.ReportResult, tmp_path: Path) -> None:
+def test_inventory_page_in_the_browser(pages: api.ReportResult, tmp_path: Path) -> None:
     assert pages.index is not None
     dom, console = browse(pages.index, tmp_path, "--dump-dom")
     assert console == []
@@ -88,7 +88,7 @@ def test_inventory_page_in_the_browser(pages: api_report.ReportResult, tmp_path:
     assert "Bob Owner" in dom and "accuracy_low" in dom
 
 
-def test_screenshot_is_not_blank(pages: api_report.ReportResult, tmp_path: Path) -> None:
+def test_screenshot_is_not_blank(pages: api.ReportResult, tmp_path: Path) -> None:
     from PIL import Image
 
     shot = tmp_path / "page.png"

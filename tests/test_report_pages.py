@@ -13,7 +13,8 @@ import pytest
 from report_fixtures import HOSTILE_CARD, MODEL, Project, build_project
 from typer.testing import CliRunner
 
-from mlops_layer import api_report, signing
+from mlops_layer import api, signing
+from mlops_layer.api.report import REPORT_ARTIFACT_DIR
 from mlops_layer.cli.main import app
 from mlops_layer.report.html import render_model_page, script_json
 from mlops_layer.report.page import AuditHead, build_model_page
@@ -31,8 +32,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
 
 
 @pytest.fixture(scope="module")
-def pages(project: Project, tmp_path_factory: pytest.TempPathFactory) -> api_report.ReportResult:
-    return api_report.report(out=tmp_path_factory.mktemp("pages"), settings=project.cfg)
+def pages(project: Project, tmp_path_factory: pytest.TempPathFactory) -> api.ReportResult:
+    return api.report(out=tmp_path_factory.mktemp("pages"), settings=project.cfg)
 
 
 def text_of(html: str) -> str:
@@ -42,7 +43,7 @@ def text_of(html: str) -> str:
 
 
 def test_model_page_shows_card_lineage_decisions_approvals_monitoring_and_audit(
-    pages: api_report.ReportResult, project: Project
+    pages: api.ReportResult, project: Project
 ) -> None:
     html = (pages.out_dir / f"{MODEL}.html").read_text()
     text = text_of(html)
@@ -75,7 +76,7 @@ def test_model_page_shows_card_lineage_decisions_approvals_monitoring_and_audit(
     assert not re.search(r'(src|href)="(https?:)?//', markup) and "<link" not in markup
 
 
-def test_user_text_is_escaped_everywhere(pages: api_report.ReportResult) -> None:
+def test_user_text_is_escaped_everywhere(pages: api.ReportResult) -> None:
     html = (pages.out_dir / f"{MODEL}.html").read_text()
     assert HOSTILE_CARD not in html and "<img src=x" not in html
     assert "&lt;script&gt;window.__pwned = 1;" in html
@@ -90,7 +91,7 @@ def test_script_json_cannot_close_the_script_element() -> None:
     assert json.loads(text)["a"] == "</script><script>alert(1)</script>"
 
 
-def test_inventory_lists_models_with_owner_serving_drift_alerts_and_links(pages: api_report.ReportResult) -> None:
+def test_inventory_lists_models_with_owner_serving_drift_alerts_and_links(pages: api.ReportResult) -> None:
     assert pages.index is not None and pages.models == ("churn", "fraud")
     html = pages.index.read_text()
     rows = re.findall(r'<tr class="model-row">(.*?)</tr>', html, re.S)
@@ -102,13 +103,13 @@ def test_inventory_lists_models_with_owner_serving_drift_alerts_and_links(pages:
     assert all(p.is_file() and p.stat().st_mode & 0o044 for p in pages.pages)
 
 
-def test_reports_are_logged_as_mlflow_artifacts(pages: api_report.ReportResult, project: Project) -> None:
+def test_reports_are_logged_as_mlflow_artifacts(pages: api.ReportResult, project: Project) -> None:
     from mlflow import MlflowClient
 
     assert pages.mlflow_run_id
     client = MlflowClient(project.cfg.tracking_uri)
-    names = sorted(a.path for a in client.list_artifacts(pages.mlflow_run_id, api_report.REPORT_ARTIFACT_DIR))
-    assert names == [f"{api_report.REPORT_ARTIFACT_DIR}/{n}" for n in ("churn.html", "fraud.html", "index.html")]
+    names = sorted(a.path for a in client.list_artifacts(pages.mlflow_run_id, REPORT_ARTIFACT_DIR))
+    assert names == [f"{REPORT_ARTIFACT_DIR}/{n}" for n in ("churn.html", "fraud.html", "index.html")]
 
 
 def test_cli_report_one_model_json_and_unknown_model(

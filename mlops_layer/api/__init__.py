@@ -1,7 +1,8 @@
 """The one facade of mlops_layer: plain functions that open adapters, call the core, close them, return results.
 
 One module per capability — ``training`` (init, governed runs, registration, lineage, loading), ``status``,
-``audit``, ``governance`` (cards, check, promote, rollback, approve), ``drift``, ``monitoring``, ``retrain`` — wired
+``audit``, ``evidence`` (bundles), ``governance`` (cards, check, promote, rollback, approve), ``drift``,
+``monitoring``, ``retrain``, ``report`` (HTML pages) — wired
 by ``_wiring``. The CLI, the pipeline stages and users' own scripts all call these; nothing here prints. Heavy
 libraries (mlflow, dvc, pandas, evidently) are imported inside functions, never at module top.
 """
@@ -24,6 +25,7 @@ from mlops_layer.api.audit import (
     verify_audit,
 )
 from mlops_layer.api.drift import drift_check, drift_config, profile_for_training, reference_profile
+from mlops_layer.api.evidence import BundleExport, export_bundle, verify_bundle
 from mlops_layer.api.governance import (
     CardValidation,
     approve,
@@ -34,6 +36,7 @@ from mlops_layer.api.governance import (
     rollback,
 )
 from mlops_layer.api.monitoring import AlertStatus, alert_status, flush_notifications, monitor
+from mlops_layer.api.report import ReportResult, inventory_page, model_page, report
 from mlops_layer.api.retrain import RetrainResult, retrain
 from mlops_layer.api.status import ModelStatus, StatusReport, VersionStatus, status
 from mlops_layer.api.training import (
@@ -53,6 +56,7 @@ __all__ = [
     "AlertStatus",
     "AuditCheckpointResult",
     "AuditExport",
+    "BundleExport",
     "CardValidation",
     "GovernedRun",
     "HistoryReport",
@@ -60,6 +64,7 @@ __all__ = [
     "LineageReport",
     "ModelStatus",
     "Registration",
+    "ReportResult",
     "RetrainResult",
     "StatusReport",
     "VersionStatus",
@@ -74,13 +79,16 @@ __all__ = [
     "drift_check",
     "drift_config",
     "export_audit",
+    "export_bundle",
     "flush_notifications",
     "governed_run",
     "history",
     "init",
+    "inventory_page",
     "lineage",
     "load_model",
     "log_run_metrics",
+    "model_page",
     "monitor",
     "open_audit",
     "parse_time",
@@ -89,9 +97,11 @@ __all__ = [
     "reconcile_audit",
     "reference_profile",
     "register",
+    "report",
     "retrain",
     "rollback",
     "settings",
     "status",
     "verify_audit",
+    "verify_bundle",
 ]

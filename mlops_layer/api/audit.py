@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -196,13 +197,18 @@ def export_audit(
     model: str | None = None,
     action: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
     settings: Settings | None = None,
 ) -> AuditExport:
     """Export the trail as ``jsonl`` (exact records; unfiltered it verifies offline with ``verify --export``) or
     ``in-toto`` (Statement v1: subjects = model artifacts and data with their digests; predicate = the entries).
 
-    Written to ``out`` when given, else returned as ``text``.
+    ``since``/``until`` archive a period: entries at or after ``since`` and before ``until`` (timestamps never go
+    backwards in the trail, so a period is one contiguous run of entries). Written to ``out`` when given, else
+    returned as ``text``.
     """
+    import itertools
+
     from mlops_layer.audit.export import FORMATS, dvc_cache_resolver, in_toto_statement, jsonl_lines
 
     if fmt not in FORMATS:
@@ -210,7 +216,9 @@ def export_audit(
     cfg = _wiring.resolve(settings)
     with _wiring.audit_store(cfg) as trail:
         size, head = trail.head()
-        entries = trail.entries(model=model, action=action, since=since)
+        entries: Iterator[AuditEntry] = trail.entries(model=model, action=action, since=since)
+        if until is not None:
+            entries = itertools.takewhile(lambda e: e.timestamp < until, entries)
         count = 0
         if fmt == "jsonl":
             if out is not None:
@@ -226,6 +234,8 @@ def export_audit(
         filters = {k: v for k, v in {"model": model, "action": action}.items() if v is not None}
         if since is not None:
             filters["since"] = since.isoformat()
+        if until is not None:
+            filters["until"] = until.isoformat()
         statement = in_toto_statement(
             chosen,
             size=size,

@@ -173,9 +173,9 @@ def verify_cmd(
 
 
 def _verify_bundle(bundle: Path, trust: tuple[str, ...], allowed_signers: Path | None, json_out: bool) -> None:
-    from mlops_layer import api_evidence
+    from mlops_layer import api
 
-    report = api_evidence.verify_bundle(bundle, trust=trust, allowed_signers=allowed_signers)
+    report = api.verify_bundle(bundle, trust=trust, allowed_signers=allowed_signers)
     if json_out:
         print_json(report.to_dict())
     else:
@@ -237,9 +237,9 @@ def export_cmd(
     if bundle is not None:
         if not name or not version:
             raise InputError("--bundle needs NAME and VERSION", hint="mlops audit export churn 3 --bundle churn-v3.zip")
-        from mlops_layer import api_evidence
+        from mlops_layer import api
 
-        made = api_evidence.export_bundle(name, version, bundle, key=key)
+        made = api.export_bundle(name, version, bundle, key=key)
         if json_out:
             print_json(made.to_dict())
             return

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mlops_layer.cli.app import app
+from mlops_layer.cli.options import json_option
 from mlops_layer.cli.render import console, ok_mark, print_json
 
 
@@ -17,16 +18,17 @@ def report_cmd(
     no_mlflow: bool = typer.Option(
         False, "--no-mlflow", help="Do not log the pages as MLflow artifacts (they are still written to --out)."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+    json_out: bool = json_option("Print what was written as JSON."),
 ) -> None:
     """Write self-contained HTML reports: a model's card, versions, lineage, decisions, approvals, drift and
     monitoring charts, open alerts and the audit head; without NAME, the inventory of every model too.
 
     Example: mlops report churn --out reports/
     """
-    from mlops_layer import api_report
+    from mlops_layer import api
+    from mlops_layer.api.report import REPORT_ARTIFACT_DIR
 
-    result = api_report.report(name, out=out, log_to_mlflow=not no_mlflow)
+    result = api.report(name, out=out, log_to_mlflow=not no_mlflow)
     if json_out:
         print_json(result.to_dict())
         return
@@ -35,6 +37,6 @@ def report_cmd(
     if result.index is not None:
         console.print(f"open {result.index.resolve().as_uri()}")
     if result.mlflow_run_id:
-        console.print(f"logged to MLflow run {result.mlflow_run_id} (artifacts under {api_report.REPORT_ARTIFACT_DIR})")
+        console.print(f"logged to MLflow run {result.mlflow_run_id} (artifacts under {REPORT_ARTIFACT_DIR})")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_layer.config import Settings, load_settings
+from mlops_layer.api import _wiring
+from mlops_layer.config import Settings
 from mlops_layer.errors import InputError, MlopsError, NotFoundError
-
-__all__ = ["BundleExport", "export_bundle", "verify_bundle"]
 
 
 @dataclass(frozen=True)
@@ -46,33 +42,15 @@ class BundleExport:
         }
 
 
-@contextlib.contextmanager
-def _store(cfg: Settings) -> Iterator[Any]:
-    from mlops_layer.audit.store import AuditStore
-
-    store = AuditStore.open(cfg.audit_url)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def _signing_key(cfg: Settings, key: Path | str | None) -> Path:
-    if key is not None:
-        path = Path(key).expanduser()
-    else:
-        try:
-            out = subprocess.run(
-                ["git", "config", "user.signingkey"], cwd=cfg.root, capture_output=True, text=True, timeout=5
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        if not out or out.startswith(("ssh-", "key::")):
-            raise InputError(
-                "no key to sign the bundle's manifest",
-                hint="pass --key PATH (the trail custodian's SSH or Ed25519 key), or set git config user.signingkey",
-            )
-        path = Path(out).expanduser()
+    from mlops_layer.adapters.git import signing_key_file
+
+    path = Path(key).expanduser() if key is not None else signing_key_file(cfg.root)
+    if path is None:
+        raise InputError(
+            "no key to sign the bundle's manifest",
+            hint="pass --key PATH (the trail custodian's SSH or Ed25519 key), or set git config user.signingkey",
+        )
     if not path.is_file():
         raise NotFoundError(f"signing key {path} does not exist", hint="pass --key PATH to a private key")
     return path
@@ -80,7 +58,7 @@ def _signing_key(cfg: Settings, key: Path | str | None) -> Path:
 
 def _lineage(cfg: Settings, name: str, version: str, registration: Any, notes: list[str]) -> dict[str, Any]:
     """The version's lineage from the registry (with ancestry); from its registration entry when the registry fails."""
-    from mlops_layer.api import lineage
+    from mlops_layer.api.training import lineage
 
     try:
         return {"source": "MLflow registry (mlops.lineage tag)", **lineage(name, version, settings=cfg).to_dict()}
@@ -101,9 +79,7 @@ def _evaluation(cfg: Settings, run_id: str | None, notes: list[str]) -> dict[str
     if not run_id:
         return {"note": "the version names no training run"}
     try:
-        from mlops_layer.adapters.mlflow import MlflowRegistry
-
-        metrics = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri).run_metrics([run_id]).get(run_id, {})
+        metrics = _wiring.registry(cfg).run_metrics([run_id]).get(run_id, {})
     except MlopsError as exc:
         notes.append(f"no evaluation metrics: {exc.message}")
         return {"run_id": run_id, "note": exc.message}
@@ -174,14 +150,14 @@ def export_bundle(
     from mlops_layer.audit.checkpoints import merge, read_checkpoint_file, verify_signature
     from mlops_layer.audit.entry import AuditEntry
 
-    cfg = settings or load_settings()
+    cfg = _wiring.resolve(settings)
     version = str(version)
     out_path = Path(out)
     if out_path.suffix.lower() != ".zip":
         raise InputError(f"--bundle {out_path} must end in .zip")
     key_path = _signing_key(cfg, key)
     notes: list[str] = []
-    with _store(cfg) as store:
+    with _wiring.audit_store(cfg) as store:
         size, head = store.head()
         mine = involved(store.entries(model=name), name, version)
         if not mine:

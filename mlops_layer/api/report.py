@@ -6,16 +6,14 @@ import contextlib
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlops_layer.config import Settings, load_settings
+from mlops_layer.api import _wiring
+from mlops_layer.config import Settings
 from mlops_layer.errors import InputError, MlopsError, NotFoundError
-
-__all__ = ["ReportResult", "inventory_page", "model_page", "report"]
 
 REPORT_ARTIFACT_DIR = "mlops/report"
 
@@ -44,17 +42,6 @@ class ReportResult:
         }
 
 
-@contextlib.contextmanager
-def _store(cfg: Settings) -> Iterator[Any]:
-    from mlops_layer.audit.store import AuditStore
-
-    store = AuditStore.open(cfg.audit_url)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def _audit_head(cfg: Settings, store: Any) -> Any:
     from mlops_layer.audit.checkpoints import merge, read_checkpoint_file
     from mlops_layer.report.page import audit_head
@@ -71,9 +58,7 @@ def _registry_facts(cfg: Settings, name: str, notes: list[str]) -> tuple[dict[st
     from mlops_layer.report.page import RegistryFacts
 
     try:
-        from mlops_layer.adapters.mlflow import MlflowRegistry
-
-        registry = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+        registry = _wiring.registry(cfg)
         versions = registry.versions(name)
         aliases = registry.get_aliases(name)
     except NotFoundError:
@@ -134,8 +119,8 @@ def _model_page(cfg: Settings, store: Any, name: str, audit: Any, *, use_registr
 
 def model_page(name: str, *, use_registry: bool = True, settings: Settings | None = None) -> Any:
     """The data of ``name``'s page (a ``report.page.ModelPage``), from the trail, the card and the registry."""
-    cfg = settings or load_settings()
-    with _store(cfg) as store:
+    cfg = _wiring.resolve(settings)
+    with _wiring.audit_store(cfg) as store:
         return _model_page(
             cfg, store, name, _audit_head(cfg, store), use_registry=use_registry, now=datetime.now(timezone.utc)
         )
@@ -147,9 +132,7 @@ def _model_names(cfg: Settings, store: Any, use_registry: bool, notes: list[str]
     names = {e.model for e in store.entries(action=actions.MODEL_REGISTERED) if e.model}
     if use_registry:
         try:
-            from mlops_layer.adapters.mlflow import MlflowRegistry
-
-            names.update(MlflowRegistry(cfg.tracking_uri, cfg.registry_uri).model_names())
+            names.update(_wiring.registry(cfg).model_names())
         except MlopsError as exc:
             notes.append(f"the MLflow registry could not be read ({exc.message}): models from the trail only")
     return sorted(names)
@@ -159,10 +142,10 @@ def inventory_page(*, use_registry: bool = True, settings: Settings | None = Non
     """The inventory (a ``report.page.InventoryPage``) and the model pages it links to."""
     from mlops_layer.report.page import InventoryPage, inventory_row, page_file_name
 
-    cfg = settings or load_settings()
+    cfg = _wiring.resolve(settings)
     now = datetime.now(timezone.utc)
     notes: list[str] = []
-    with _store(cfg) as store:
+    with _wiring.audit_store(cfg) as store:
         audit = _audit_head(cfg, store)
         pages = [
             _model_page(cfg, store, name, audit, use_registry=use_registry, now=now)
@@ -192,9 +175,7 @@ def _write_atomic(path: Path, text: str) -> int:
 def _log_pages(cfg: Settings, name: str | None, paths: list[Path], problems: list[str]) -> str | None:
     """Log the pages as artifacts of a run under ``<experiment>-reports``; a failure only warns."""
     try:
-        from mlops_layer.adapters.mlflow import MlflowTracking
-
-        tracking = MlflowTracking(cfg.tracking_uri, cfg.registry_uri)
+        tracking = _wiring.tracking(cfg)
         experiment = tracking.ensure_experiment(f"{cfg.experiment}-reports", cfg.artifact_location)
         tags = {"mlops.report.model": name or "*inventory*"}
         with tracking.run(experiment, f"report {name or 'inventory'}", tags) as run_id:
@@ -224,7 +205,7 @@ def report(
     from mlops_layer.report.html import render_inventory, render_model_page
     from mlops_layer.report.page import page_file_name
 
-    cfg = settings or load_settings()
+    cfg = _wiring.resolve(settings)
     out_dir = Path(out) if out is not None else cfg.root / "reports"
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file, not a folder", hint="give a folder for the HTML pages")
