@@ -17,7 +17,6 @@ signers file of its decision. This module imports no mlflow, pandas or git.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tempfile
 import zipfile
@@ -629,10 +628,3 @@ def _check_approvals(
             )
         )
     report.checked.append(f"{len(approvals)} approval signatures verify for their approvers")
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of a bundle, unverified (for listing)."""
-    with zipfile.ZipFile(path) as zf:
-        data: dict[str, Any] = json.load(io.BytesIO(zf.read(MANIFEST)))
-    return data
