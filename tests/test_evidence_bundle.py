@@ -165,16 +165,24 @@ def test_a_flipped_byte_in_any_member_fails_naming_that_member(bundle: Path, pro
 
 
 def test_a_flipped_byte_in_the_raw_zip_data_names_the_member(bundle: Path, project: Project, tmp_path: Path) -> None:
-    raw = bytearray(bundle.read_bytes())
+    """Flip bits inside each member's stored bytes in the zip file: the member is named, never a crash."""
+    trust = (project.custodian_fingerprint,)
     with zipfile.ZipFile(bundle) as zf:
-        info = zf.getinfo("chain/segment.jsonl")
-    # the member's compressed data starts after its local header (30 bytes + name + extra)
-    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
-    raw[start + info.compress_size // 2] ^= 0x40
-    altered = tmp_path / "raw.zip"
-    altered.write_bytes(bytes(raw))
+        infos = zf.infolist()
+    original = bundle.read_bytes()
+    for info in infos:
+        assert info.compress_type == zipfile.ZIP_STORED  # file bytes are content bytes
+        # the member's data starts after its local header (30 bytes + name + extra)
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+        for offset, bit in ((0, 0x01), (info.compress_size // 2, 0x40), (info.compress_size - 1, 0x80)):
+            raw = bytearray(original)
+            raw[start + offset] ^= bit
+            altered = tmp_path / "raw.zip"
+            altered.write_bytes(bytes(raw))
+            report = api.verify_bundle(altered, trust=trust)
+            assert not report.ok and any(info.filename in f.member for f in report.failures), (info.filename, offset)
     proc = verify_cli(altered, "--trust", project.custodian_fingerprint, cwd=tmp_path)
-    assert proc.returncode == 1 and "chain/segment.jsonl" in proc.stdout
+    assert proc.returncode == 1 and infos[-1].filename in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_verify_bundle_imports_no_heavy_library(bundle: Path, project: Project, tmp_path: Path) -> None:

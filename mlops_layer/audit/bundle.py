@@ -20,6 +20,7 @@ import hashlib
 import json
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -210,10 +211,12 @@ def write_bundle(path: Path, content: BundleContent, sign: Any, created: datetim
     signature = sign(man_bytes, NAMESPACE)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        # stored, not deflated: every byte of a member in the file is a byte of its content, so any flipped byte
+        # changes what is verified (a flip in a deflate stream can leave the inflated bytes unchanged)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             fixed = (1980, 1, 1, 0, 0, 0)
             for name, data in [(MANIFEST, man_bytes), (SIGNATURE, signature.encode("ascii")), *sorted(members.items())]:
-                zf.writestr(zipfile.ZipInfo(name, fixed), data, compress_type=zipfile.ZIP_DEFLATED)
+                zf.writestr(zipfile.ZipInfo(name, fixed), data, compress_type=zipfile.ZIP_STORED)
         tmp_path = Path(tmp.name)
     tmp_path.replace(path)
     return man
@@ -309,7 +312,16 @@ def _read_zip(path: Path) -> tuple[dict[str, bytes], dict[str, str]]:
                     continue
                 try:
                     members[info.filename] = zf.read(info)
-                except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+                except (
+                    zipfile.BadZipFile,
+                    zlib.error,
+                    OSError,
+                    ValueError,
+                    EOFError,
+                    RuntimeError,
+                    NotImplementedError,
+                ) as exc:
+                    # a flipped byte breaks the CRC, the deflate stream, or the header of that member: name it
                     unreadable[info.filename] = f"cannot be read from the zip ({exc})"
     except zipfile.BadZipFile as exc:
         raise InputError(f"{path} is not a readable zip file ({exc})", hint="is it an evidence bundle?") from None
