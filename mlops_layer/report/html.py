@@ -128,7 +128,7 @@ _MODEL = _BASE.replace("{% block title %}{% endblock %}", "{{ page.name }} — m
 
 _INVENTORY = _BASE.replace("{% block title %}{% endblock %}", "Model inventory").replace(
     "{% block body %}{% endblock %}",
-    """<header><h1 id="inventory-title">Model inventory</h1><p>{{ page.models|length }} models</p></header>
+    """<header><h1 id="inventory-title">Model inventory</h1><p>{{ page.models|length }} model{{ "" if page.models|length == 1 else "s" }}</p></header>
 <main>
 {% for note in page.notes %}<p class="note">{{ note }}</p>{% endfor %}
 <section id="models"><h2>Models</h2>
