@@ -292,6 +292,20 @@ class MlflowRegistry:
             )
         return self._version(mv)
 
+    def versions_of_run(self, run_id: str) -> bool:
+        """Whether any registered model version was created from ``run_id``."""
+        with mlflow_errors(f"looking up versions of run {run_id}"):
+            return bool(self.client.search_model_versions(f"run_id = '{run_id}'", max_results=1))
+
+    def versions_of_logged_model(self, model_id: str) -> bool:
+        """Whether any registered model version points at the logged model ``model_id`` (``models:/m-...``)."""
+        with mlflow_errors(f"looking up versions of logged model {model_id}"):
+            return bool(self.client.search_model_versions(f"source_path = 'models:/{model_id}'", max_results=1))
+
+    def set_run_tag(self, run_id: str, key: str, value: str) -> None:
+        with mlflow_errors(f"tagging run {run_id}"):
+            self.client.set_tag(run_id, key, value)
+
     # -- runs ------------------------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunInfo:
         with mlflow_errors(f"reading run {run_id}"):

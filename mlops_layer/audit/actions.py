@@ -17,6 +17,10 @@ APPROVAL_REJECTED = "approval.rejected"
 CARD_CHANGED = "card.changed"
 POLICY_CHANGED = "policy.changed"
 
+# the governing server's registry guard: a change to governed evidence (alias delete, version/model delete, rename,
+# mlops.* version tags, a registered version's run), decision "allowed" (admin) or "refused"
+REGISTRY_GUARD = "registry.guard"
+
 # drift and monitoring
 DRIFT_CHECKED = "drift.checked"
 MONITOR_BATCH = "monitor.batch"
@@ -49,6 +53,7 @@ ALL_ACTIONS = (
     APPROVAL_REJECTED,
     CARD_CHANGED,
     POLICY_CHANGED,
+    REGISTRY_GUARD,
     DRIFT_CHECKED,
     MONITOR_BATCH,
     ALERT_FIRED,

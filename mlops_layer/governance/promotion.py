@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -163,6 +163,8 @@ class Governance:
     lineage_probe: Callable[[Any, bool, bool], LineageStatus | None] | None = None
     clock: Callable[[], datetime] = utc_now
     before_move: Callable[[], None] | None = None  # test hook: runs after evaluation, before taking the lock
+    # recorded with every decision (the governing server adds the governance commit it read the files from)
+    decision_details: Mapping[str, Any] = field(default_factory=dict)
 
     # -- context ---------------------------------------------------------------------------------------------
     def candidate(self, info: Any, metrics: Mapping[str, float]) -> Candidate:
@@ -388,6 +390,7 @@ class Governance:
                 "card_hash": decision.card_hash,
                 "current_holder": decision.current_holder,
                 "rules": [r.to_dict() for r in decision.rules],
+                **self.decision_details,
             },
         )
 

@@ -1,0 +1,408 @@
+"""The governing server on real servers: PostgreSQL plus `mlflow server --app-name mlops` (2 uvicorn workers) with
+MLflow basic-auth users — a data scientist, an approver, an admin. Clients are MlflowClient and plain HTTP.
+
+One server for the whole module (it takes ~15 s to start); each test uses its own registered model.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_layer import signing
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+PASSWORDS = {"admin": "Admin-pass-1234", "dana": "Dana-pass-1234", "april": "April-pass-1234"}
+POLICY = """version: 1
+roles:
+  april: [risk]
+targets:
+  staging:
+    rules:
+      - {type: metric_threshold, metric: accuracy, min: 0.8}
+  champion:
+    rules:
+      - {type: metric_threshold, metric: accuracy, min: 0.8}
+      - {type: approvals, count: 1, roles: [risk]}
+"""
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    keys: dict[str, Path]
+    audit_url: str
+    repo: Path
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Ops", "-c", "user.email=ops@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def _entry_point_shim(folder: Path) -> str | None:
+    """When the venv's installed metadata predates the ``mlflow.app`` entry point (an editable install of another
+    checkout), expose it through a minimal dist-info on PYTHONPATH; a fresh `pip install -e .` needs none."""
+    from importlib.metadata import entry_points
+
+    if any(ep.name == "mlops" for ep in entry_points(group="mlflow.app")):
+        return None
+    info = folder / "mlops_layer_server_ep-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mlops-layer-server-ep\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[mlflow.app]\nmlops = mlops_layer.server.app:create_app\n")
+    return str(folder)
+
+
+def call(server: Server, user: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One HTTP call as ``user`` (None: no credentials); returns (status, parsed JSON or text)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(server.url + path, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if user is not None:
+        token = base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            raw, status = resp.read(), resp.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("governing server did not start:\n" + log.read_text()[-4000:])
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from pg_fixtures import create_database
+
+    base = tmp_path_factory.mktemp("governing")
+    keys = {who: base / "keys" / who for who in ("april", "dana", "server")}
+    (base / "keys").mkdir()
+    pubs = {who: signing.generate_key(path, who) for who, path in keys.items()}
+    repo = base / "clone"
+    (repo / "governance" / "models").mkdir(parents=True)
+    (repo / "governance" / "policy.yaml").write_text(POLICY)
+    (repo / "governance" / "allowed_signers").write_text(
+        signing.allowed_signers_line("april", pubs["april"], ["mlops-approval"])
+        + "\n"
+        + signing.allowed_signers_line("dana", pubs["dana"], ["mlops-approval"])
+        + "\n"
+        + signing.allowed_signers_line("mlops-server", pubs["server"], ["mlops-audit-checkpoint"])
+        + "\n"
+    )
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "governance")
+    backend, auth, audit = (create_database(pg_server_url) for _ in range(3))
+    config = base / "server.yaml"
+    config.write_text(
+        f"governance_repo: {repo}\ngovernance_ref: main\naudit_url: {audit}\nauth_database_uri: {auth}\n"
+        f"admin: admin\ncheckpoint_key: {keys['server']}\nstate_dir: {base / 'state'}\n"
+    )
+    port = _port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
+    shim = _entry_point_shim(base / "ep")
+    env.update(
+        MLOPS_SERVER_CONFIG=str(config),
+        MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key-0123456789",
+        MLFLOW_AUTH_ADMIN_PASSWORD=PASSWORDS["admin"],
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        PYTHONPATH=os.pathsep.join(p for p in (shim, env.get("PYTHONPATH", "")) if p),
+    )
+    log = base / "server.log"
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--app-name",
+        "mlops",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        str(base / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    srv = Server(url, proc, log, keys, audit, repo)
+    _wait_healthy(url, proc, log)
+    for user in ("dana", "april"):
+        status, body = call(srv, "admin", "POST", "/api/2.0/mlflow/users/create",
+                            {"username": user, "password": PASSWORDS[user]})
+        assert status == 200, body
+    yield srv
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def as_user(server: Server, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``as_user(name)`` -> an MlflowClient sending that user's credentials (MLflow's own variables)."""
+    from mlflow import MlflowClient
+
+    def make(user: str) -> MlflowClient:
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORDS[user])
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        return MlflowClient(server.url, server.url)
+
+    return make
+
+
+def _version(client: Any, model: str, accuracy: float, experiment: str = "team") -> tuple[str, str]:
+    """A run with ``accuracy`` registered as a new version of ``model``: (version, run_id)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        exp = client.create_experiment(experiment)
+    except MlflowException:
+        exp = client.get_experiment_by_name(experiment).experiment_id
+    run = client.create_run(exp, tags={"mlops.trained_by": "someone-else", "mlops.git.commit": "abc", "mlops.git.dirty": "false"})
+    client.log_metric(run.info.run_id, "accuracy", accuracy)
+    client.set_terminated(run.info.run_id)
+    try:
+        client.create_registered_model(model)
+    except MlflowException:
+        pass
+    mv = client.create_model_version(model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id,
+                                     tags={"mlops.registered_by": "someone-else"})
+    return str(mv.version), run.info.run_id
+
+
+def _entries(server: Server, model: str, action: str | None = None) -> list[dict[str, Any]]:
+    query = f"?model={model}" + (f"&action={action}" if action else "")
+    status, body = call(server, "admin", "GET", "/mlops/api/v1/audit/log" + query)
+    assert status == 200, body
+    return list(body["entries"])
+
+
+def test_ui_answers_401_without_credentials_and_200_with(server: Server) -> None:
+    assert call(server, None, "GET", "/")[0] == 401
+    assert call(server, "dana", "GET", "/")[0] == 200
+    assert call(server, None, "GET", "/mlops/api/v1/check")[0] in (401, 400)
+    status, info = call(server, "dana", "GET", "/mlops/api/v1/info")
+    assert status == 200 and info["app"] == "mlops" and info["user"] == "dana"
+    assert info["governance_commit"] == _git(server.repo, "rev-parse", "main")
+
+
+def test_alias_set_runs_the_policy_as_the_user(server: Server, as_user: Any) -> None:
+    from mlflow.exceptions import MlflowException
+
+    dana = as_user("dana")
+    low, _ = _version(dana, "churn", 0.5)
+    high, _ = _version(dana, "churn", 0.93)
+    with pytest.raises(MlflowException) as refused:
+        dana.set_registered_model_alias("churn", "staging", low)
+    assert refused.value.error_code == "PERMISSION_DENIED"
+    assert "metric_threshold" in refused.value.message and "accuracy" in refused.value.message
+    assert "staging" not in dana.get_registered_model("churn").aliases
+    dana.set_registered_model_alias("churn", "staging", high)
+    assert dana.get_registered_model("churn").aliases == {"staging": int(high)}
+    decided = _entries(server, "churn", "promotion.decided")
+    assert [(e["actor"], e["decision"], e["subject"]["version"]) for e in decided] == [
+        ("dana", "refused", low),
+        ("dana", "allowed", high),
+    ]
+    assert all(e["details"]["governance_commit"] == _git(server.repo, "rev-parse", "main") for e in decided)
+    moved = _entries(server, "churn", "alias.set")
+    assert [(e["actor"], e["subject"]["version"]) for e in moved] == [("dana", high)]
+    # who registered and trained is what the server saw, not what the client claimed
+    registered = _entries(server, "churn", "model.registered")
+    assert {e["actor"] for e in registered} == {"dana"}
+    tags = dana.get_model_version("churn", high).tags
+    assert tags["mlops.registered_by"] == "dana" and tags["mlops.trained_by"] == "dana"
+    # deleting the alias is for admins only, and audited
+    with pytest.raises(MlflowException) as deleted:
+        dana.delete_registered_model_alias("churn", "staging")
+    assert deleted.value.error_code == "PERMISSION_DENIED"
+    guard = _entries(server, "churn", "registry.guard")
+    assert guard[-1]["actor"] == "dana" and guard[-1]["decision"] == "refused"
+    # so is forging a governance tag on a version
+    with pytest.raises(MlflowException):
+        dana.set_model_version_tag("churn", high, "mlops.registered_by", "april")
+    status, _body = call(server, "april", "GET", "/mlops/api/v1/audit/verify")
+    assert status == 200 and _body["ok"], _body
+
+
+def test_approver_cannot_approve_what_they_registered(
+    server: Server, as_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlops_layer.governance.approvals import CandidateIdentity, make_statement, sign_statement
+
+    monkeypatch.setenv("MLOPS_ACTOR", "dana")  # a declared name: means nothing to the server
+    april = as_user("april")
+    own, _ = _version(april, "fraud", 0.95, experiment="april-exp")
+    dana = as_user("dana")
+    other, _ = _version(dana, "fraud", 0.95)
+
+    def approve(version: str, user: str = "april") -> tuple[int, Any]:
+        status, ident = call(server, user, "GET", f"/mlops/api/v1/approval-identity?model=fraud&version={version}")
+        assert status == 200, ident
+        statement = make_statement(CandidateIdentity(**ident), "champion", user)
+        signed = sign_statement(statement, server.keys[user], signing.sign)
+        return call(server, user, "POST", "/mlops/api/v1/approve", signed.to_dict())
+
+    status, body = approve(own)
+    assert status == 403 and "april registered fraud v" in body["message"], body
+    status, body = approve(other)
+    assert status == 200 and body["statement"]["approver"] == "april", body
+    # a statement signed as someone else than the authenticated user is refused
+    status, body = approve(other, user="dana")
+    assert status == 403
+    # the approval counts: dana's version may now take champion (dana asks; april approved)
+    status, result = call(server, "dana", "POST", "/mlops/api/v1/promote",
+                          {"model": "fraud", "version": other, "to": "champion"})
+    assert status == 200 and result["allowed"] and result["moved"], result
+
+
+def test_registered_versions_run_is_frozen(server: Server, as_user: Any) -> None:
+    from mlflow.exceptions import MlflowException
+
+    dana = as_user("dana")
+    _version_id, run_id = _version(dana, "frozen", 0.9)
+    with pytest.raises(MlflowException) as refused:
+        dana.log_metric(run_id, "accuracy", 0.99)
+    assert refused.value.error_code == "PERMISSION_DENIED" and "backs a registered model version" in str(refused.value)
+    assert dana.get_run(run_id).data.metrics["accuracy"] == 0.9
+    with pytest.raises(MlflowException):
+        dana.log_text(run_id, "tampered", "model/MLmodel")
+    # a run no version was created from is the data scientist's to change
+    exp = dana.get_experiment_by_name("team").experiment_id
+    free = dana.create_run(exp).info.run_id
+    dana.log_metric(free, "accuracy", 0.1)
+    refusals = [e for e in _entries(server, "", "registry.guard") if e["subject"].get("run") == run_id]
+    assert refusals and all(e["decision"] == "refused" and e["actor"] == "dana" for e in refusals)
+
+
+def test_concurrent_alias_moves_are_serialised(server: Server, as_user: Any) -> None:
+    dana = as_user("dana")
+    versions = [_version(dana, "race", 0.9 + i / 100)[0] for i in range(8)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def move(version: str) -> None:
+        barrier.wait()
+        try:
+            dana.set_registered_model_alias("race", "staging", version)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=move, args=(v,)) for v in versions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    decided = _entries(server, "race", "promotion.decided")
+    moved = _entries(server, "race", "alias.set")
+    assert sorted(e["subject"]["version"] for e in decided) == sorted(versions)  # each decided exactly once
+    assert all(e["decision"] == "allowed" for e in decided)
+    # serialised: each move starts from the previous one's result
+    chain = [e["details"]["previous"] for e in moved]
+    assert chain[0] is None and chain[1:] == [e["subject"]["version"] for e in moved[:-1]]
+    assert dana.get_registered_model("race").aliases["staging"] == int(moved[-1]["subject"]["version"])
+    status, report = call(server, "admin", "POST", "/mlops/api/v1/audit/reconcile", {})
+    assert status == 200 and report["ok"], report
+
+
+def _workers(server: Server) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split(None, 2) for line in out.splitlines()[1:]]
+    children: dict[int, list[int]] = {}
+    for pid, ppid, _args in (r for r in rows if len(r) == 3):
+        children.setdefault(int(ppid), []).append(int(pid))
+    found, todo = [], [server.proc.pid]
+    while todo:
+        pid = todo.pop()
+        kids = children.get(pid, [])
+        if not kids and pid != server.proc.pid:
+            found.append(pid)
+        todo.extend(kids)
+    return found
+
+
+def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(server: Server, as_user: Any) -> None:
+    dana = as_user("dana")
+    versions = [_version(dana, "crash", 0.9)[0] for _ in range(6)]
+    workers = _workers(server)
+    assert len(workers) >= 2, workers
+    stop = threading.Event()
+
+    def promote_loop(offset: int) -> None:
+        i = offset
+        while not stop.is_set():
+            try:
+                dana.set_registered_model_alias("crash", "staging", versions[i % len(versions)])
+            except Exception:  # noqa: BLE001 - requests on the killed worker fail; that is the point
+                pass
+            i += 1
+
+    threads = [threading.Thread(target=promote_loop, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    os.kill(workers[0], signal.SIGKILL)
+    time.sleep(1.5)
+    stop.set()
+    for t in threads:
+        t.join(120)
+    _wait_healthy(server.url, server.proc, server.log)
+    status, report = call(server, "admin", "POST", "/mlops/api/v1/audit/reconcile", {})
+    assert status == 200 and report["ok"], report
+    status, verify = call(server, "admin", "GET", "/mlops/api/v1/audit/verify")
+    assert status == 200 and verify["ok"], verify
+    holder = dana.get_registered_model("crash").aliases.get("staging")
+    moved = _entries(server, "crash", "alias.set")
+    assert moved and str(holder) == moved[-1]["subject"]["version"]
