@@ -36,6 +36,8 @@ def _auth_ini(config: ServerConfig) -> Path | None:
     parser["mlflow"]["database_uri"] = config.auth_database_uri
     parser["mlflow"]["admin_username"] = config.admin
     parser["mlflow"]["authorization_function"] = "mlflow.server.auth:authenticate_request_basic_auth"
+    # PBKDF2 costs ~0.5 s of CPU per request; cache verified credentials per worker for a short window
+    parser["mlflow"]["auth_cache_ttl_seconds"] = str(config.auth_cache_seconds)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     path = config.state_dir / "basic_auth.ini"
     tmp = path.with_name(f"basic_auth.{os.getpid()}.tmp")

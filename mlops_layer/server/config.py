@@ -11,6 +11,7 @@ A YAML file named by ``MLOPS_SERVER_CONFIG`` (read through the located reader, s
     checkpoint_key: /srv/mlops/keys/server      # SSH key signing a checkpoint after every append (optional)
     state_dir: /var/lib/mlops-server            # snapshots of the governance files per commit
     fetch_seconds: 0                            # >0: `git fetch` the clone at most that often
+    auth_cache_seconds: 30                      # basic-auth credential cache per worker (0: verify every request)
 
 Secrets stay in the environment: ``MLFLOW_AUTH_ADMIN_PASSWORD``, ``MLFLOW_FLASK_SERVER_SECRET_KEY``. Any key can be
 overridden by ``MLOPS_SERVER_<KEY>`` (e.g. ``MLOPS_SERVER_AUDIT_URL``) for deployments that inject URLs.
@@ -35,6 +36,7 @@ _KEYS = (
     "checkpoint_key",
     "state_dir",
     "fetch_seconds",
+    "auth_cache_seconds",
 )
 
 
@@ -51,6 +53,7 @@ class ServerConfig:
     checkpoint_key: Path | None
     state_dir: Path
     fetch_seconds: float = 0.0
+    auth_cache_seconds: int = 30
     source: str = ""
 
 
@@ -85,6 +88,10 @@ def load_server_config(path: Path | None = None) -> ServerConfig:
         fetch = float(values.get("fetch_seconds") or 0)
     except ValueError:
         raise ConfigError(f"{where}: fetch_seconds must be a number, got {values['fetch_seconds']!r}") from None
+    try:
+        cache = int(values.get("auth_cache_seconds") or 30)
+    except ValueError:
+        raise ConfigError(f"{where}: auth_cache_seconds must be an integer, got {values['auth_cache_seconds']!r}") from None
     key = values.get("checkpoint_key")
     return ServerConfig(
         governance_repo=repo,
@@ -96,5 +103,6 @@ def load_server_config(path: Path | None = None) -> ServerConfig:
         checkpoint_key=Path(key).expanduser().resolve() if key else None,
         state_dir=Path(values.get("state_dir") or repo / ".mlops" / "server").expanduser().resolve(),
         fetch_seconds=fetch,
+        auth_cache_seconds=cache,
         source=where,
     )

@@ -324,11 +324,21 @@ class ServerGovernance:
     def model_backs_version(self, model_id: str) -> bool:
         return self.registry.versions_of_logged_model(model_id)
 
-    def record_guard(self, user: str, what: str, subject: Mapping[str, str], *, allowed: bool, reason: str) -> int:
+    def record_guard(
+        self,
+        user: str,
+        what: str,
+        subject: Mapping[str, str],
+        *,
+        allowed: bool,
+        reason: str,
+        run_id: str | None = None,
+    ) -> int:
         entry = self.store.append(
             actions.REGISTRY_GUARD,
             actor=user,
             subject=dict(subject),
+            run_id=run_id,
             decision="allowed" if allowed else "refused",
             reasons=[reason],
             details={"change": what},

@@ -162,11 +162,10 @@ class RegistryGuard:
             reason = f"run {run_id} backs a registered model version: its evidence is frozen"
         else:
             return None
-        subject = {"run": run_id}
         if is_admin(user):
-            gov.record_guard(user, what, subject, allowed=True, reason=f"admin; {reason}")
+            gov.record_guard(user, what, {}, allowed=True, reason=f"admin; {reason}", run_id=run_id)
             return None
-        seq = gov.record_guard(user, what, subject, allowed=False, reason=reason)
+        seq = gov.record_guard(user, what, {}, allowed=False, reason=reason, run_id=run_id)
         return deny(f"mlops: cannot {what}: {reason} (refusal audited as #{seq})")
 
     # -- after -------------------------------------------------------------------------------------------------
@@ -226,11 +225,12 @@ class ArtifactGuard:
             if not backed:
                 return None
             if user and password and _authenticated_admin(user, password):
-                gov.record_guard(user, "upload an artifact", {"run": parts[1]}, allowed=True, reason="admin")
+                gov.record_guard(user, "upload an artifact", {}, allowed=True, reason="admin", run_id=parts[1])
                 return None
             reason = f"{what} backs a registered model version: its artifacts are frozen"
-            seq = gov.record_guard(user or "(anonymous)", "upload an artifact", {"run": parts[1]}, allowed=False,
-                                   reason=reason)
+            seq = gov.record_guard(
+                user or "(anonymous)", "upload an artifact", {}, allowed=False, reason=reason, run_id=parts[1]
+            )
             return f"mlops: cannot change artifacts: {reason} (refusal audited as #{seq})"
 
         result: str | None = await anyio.to_thread.run_sync(judge)
