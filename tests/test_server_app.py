@@ -7,6 +7,7 @@ One server for the whole module (it takes ~15 s to start); each test uses its ow
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -176,8 +177,9 @@ def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     srv = Server(url, proc, log, keys, audit, repo)
     _wait_healthy(url, proc, log)
     for user in ("dana", "april"):
-        status, body = call(srv, "admin", "POST", "/api/2.0/mlflow/users/create",
-                            {"username": user, "password": PASSWORDS[user]})
+        status, body = call(
+            srv, "admin", "POST", "/api/2.0/mlflow/users/create", {"username": user, "password": PASSWORDS[user]}
+        )
         assert status == 200, body
     yield srv
     os.killpg(proc.pid, signal.SIGTERM)
@@ -209,15 +211,16 @@ def _version(client: Any, model: str, accuracy: float, experiment: str = "team")
         exp = client.create_experiment(experiment)
     except MlflowException:
         exp = client.get_experiment_by_name(experiment).experiment_id
-    run = client.create_run(exp, tags={"mlops.trained_by": "someone-else", "mlops.git.commit": "abc", "mlops.git.dirty": "false"})
+    run = client.create_run(
+        exp, tags={"mlops.trained_by": "someone-else", "mlops.git.commit": "abc", "mlops.git.dirty": "false"}
+    )
     client.log_metric(run.info.run_id, "accuracy", accuracy)
     client.set_terminated(run.info.run_id)
-    try:
+    with contextlib.suppress(MlflowException):
         client.create_registered_model(model)
-    except MlflowException:
-        pass
-    mv = client.create_model_version(model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id,
-                                     tags={"mlops.registered_by": "someone-else"})
+    mv = client.create_model_version(
+        model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags={"mlops.registered_by": "someone-else"}
+    )
     return str(mv.version), run.info.run_id
 
 
@@ -284,9 +287,13 @@ def test_approver_cannot_approve_what_they_registered(
     monkeypatch.setenv("MLOPS_ACTOR", "dana")  # a declared name: means nothing to the server
     april = as_user("april")
     own, _ = _version(april, "fraud", 0.95, experiment="april-exp")
-    status, body = call(server, "admin", "POST", "/api/3.0/mlflow/users/permissions/grant",
-                        {"username": "dana", "resource_type": "registered_model", "resource_id": "fraud",
-                         "permission": "EDIT"})
+    status, body = call(
+        server,
+        "admin",
+        "POST",
+        "/api/3.0/mlflow/users/permissions/grant",
+        {"username": "dana", "resource_type": "registered_model", "resource_id": "fraud", "permission": "EDIT"},
+    )
     assert status == 200, body  # the admin lets dana add versions to april's model
     dana = as_user("dana")
     other, _ = _version(dana, "fraud", 0.95)
@@ -306,8 +313,9 @@ def test_approver_cannot_approve_what_they_registered(
     status, body = approve(other, user="dana")
     assert status == 403
     # the approval counts: dana's version may now take champion (dana asks; april approved)
-    status, result = call(server, "dana", "POST", "/mlops/api/v1/promote",
-                          {"model": "fraud", "version": other, "to": "champion"})
+    status, result = call(
+        server, "dana", "POST", "/mlops/api/v1/promote", {"model": "fraud", "version": other, "to": "champion"}
+    )
     assert status == 200 and result["allowed"] and result["moved"], result
 
 
@@ -388,10 +396,8 @@ def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(server: Ser
     def promote_loop(offset: int) -> None:
         i = offset
         while not stop.is_set():
-            try:
+            with contextlib.suppress(Exception):  # requests on the killed worker fail; that is the point
                 dana.set_registered_model_alias("crash", "staging", versions[i % len(versions)])
-            except Exception:  # noqa: BLE001 - requests on the killed worker fail; that is the point
-                pass
             i += 1
 
     threads = [threading.Thread(target=promote_loop, args=(k,)) for k in range(4)]

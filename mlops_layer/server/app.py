@@ -75,7 +75,7 @@ def _startup_lock(url: str | None) -> Any:
 
 def create_app(app: Any = None) -> Any:
     """The governing server app (the ``mlflow.app`` factory uvicorn calls in every worker)."""
-    from mlflow.server import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
+    from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
 
     from mlops_layer.server.endpoints import Endpoints
     from mlops_layer.server.guard import ArtifactGuard, RegistryGuard

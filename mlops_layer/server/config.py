@@ -91,8 +91,10 @@ def load_server_config(path: Path | None = None) -> ServerConfig:
     try:
         cache = int(values.get("auth_cache_seconds") or 30)
     except ValueError:
-        raise ConfigError(f"{where}: auth_cache_seconds must be an integer, got {values['auth_cache_seconds']!r}") from None
-    key = values.get("checkpoint_key")
+        raise ConfigError(
+            f"{where}: auth_cache_seconds must be an integer, got {values['auth_cache_seconds']!r}"
+        ) from None
+    checkpoint_key = values.get("checkpoint_key") or None
     return ServerConfig(
         governance_repo=repo,
         governance_ref=values.get("governance_ref") or "HEAD",
@@ -100,7 +102,7 @@ def load_server_config(path: Path | None = None) -> ServerConfig:
         audit_url=values["audit_url"],
         auth_database_uri=values.get("auth_database_uri") or None,
         admin=values.get("admin") or "admin",
-        checkpoint_key=Path(key).expanduser().resolve() if key else None,
+        checkpoint_key=Path(checkpoint_key).expanduser().resolve() if checkpoint_key else None,
         state_dir=Path(values.get("state_dir") or repo / ".mlops" / "server").expanduser().resolve(),
         fetch_seconds=fetch,
         auth_cache_seconds=cache,

@@ -147,8 +147,7 @@ class ServerGovernance:
             if rollback or (version and back is not None and str(version) == back and current is not None):
                 if rollback and version and str(version) != back:
                     raise InputError(
-                        f"{model}@{alias}: a rollback goes back to v{back or '-'} (the previous holder), "
-                        f"not v{version}"
+                        f"{model}@{alias}: a rollback goes back to v{back or '-'} (the previous holder), not v{version}"
                     )
                 result = gov.rollback(model, alias)
             else:
@@ -290,9 +289,7 @@ class ServerGovernance:
                 run_tags, metrics = run.tags, run.metrics
                 trainer = run.tags.get("mlops.trained_by")
                 self._backed_runs.add(run_id)
-        self.registry.set_version_tags(
-            name, version, {"mlops.registered_by": user, "mlops.trained_by": trainer or ""}
-        )
+        self.registry.set_version_tags(name, version, {"mlops.registered_by": user, "mlops.trained_by": trainer or ""})
         entry = self.store.append(
             actions.MODEL_REGISTERED,
             actor=user,

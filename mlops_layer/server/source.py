@@ -56,9 +56,7 @@ class GovernanceSource:
 
     def _git(self, *args: str) -> bytes:
         try:
-            proc = subprocess.run(
-                ["git", "-C", str(self.repo), *args], capture_output=True, timeout=60, check=False
-            )
+            proc = subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True, timeout=60, check=False)
         except (OSError, subprocess.SubprocessError) as exc:
             raise BackendError(f"git failed on the governance clone {self.repo}: {exc}") from exc
         if proc.returncode != 0:
