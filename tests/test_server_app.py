@@ -6,30 +6,26 @@ One server for the whole module (it takes ~15 s to start); each test uses its ow
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from server_fixtures import ADMIN_PASSWORD, RunningServer, git, start_governing_server
 
 from mlops_layer import signing
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-PASSWORDS = {"admin": "Admin-pass-1234", "dana": "Dana-pass-1234", "april": "April-pass-1234"}
+PASSWORDS = {"admin": ADMIN_PASSWORD, "dana": "Dana-pass-1234", "april": "April-pass-1234"}
 POLICY = """version: 1
 roles:
   april: [risk]
@@ -44,153 +40,34 @@ targets:
 """
 
 
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    keys: dict[str, Path]
-    audit_url: str
-    repo: Path
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Ops", "-c", "user.email=ops@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    return git(cwd, *args)
 
 
-def _entry_point_shim(folder: Path) -> str | None:
-    """When the venv's installed metadata predates the ``mlflow.app`` entry point (an editable install of another
-    checkout), expose it through a minimal dist-info on PYTHONPATH; a fresh `pip install -e .` needs none."""
-    from importlib.metadata import entry_points
-
-    if any(ep.name == "mlops" for ep in entry_points(group="mlflow.app")):
-        return None
-    info = folder / "mlops_layer_server_ep-0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mlops-layer-server-ep\nVersion: 0\n")
-    (info / "entry_points.txt").write_text("[mlflow.app]\nmlops = mlops_layer.server.app:create_app\n")
-    return str(folder)
-
-
-def call(server: Server, user: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One HTTP call as ``user`` (None: no credentials); returns (status, parsed JSON or text)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(server.url + path, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if user is not None:
-        token = base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            raw, status = resp.read(), resp.status
-    except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2):
-                return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("governing server did not start:\n" + log.read_text()[-4000:])
-            time.sleep(0.5)
+def call(server: RunningServer, user: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    return server.call(user, method, path, body)
 
 
 @pytest.fixture(scope="module")
-def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     from pg_fixtures import create_database
 
-    base = tmp_path_factory.mktemp("governing")
-    keys = {who: base / "keys" / who for who in ("april", "dana", "server")}
-    (base / "keys").mkdir()
-    pubs = {who: signing.generate_key(path, who) for who, path in keys.items()}
-    repo = base / "clone"
-    (repo / "governance" / "models").mkdir(parents=True)
-    (repo / "governance" / "policy.yaml").write_text(POLICY)
-    (repo / "governance" / "allowed_signers").write_text(
-        signing.allowed_signers_line("april", pubs["april"], ["mlops-approval"])
-        + "\n"
-        + signing.allowed_signers_line("dana", pubs["dana"], ["mlops-approval"])
-        + "\n"
-        + signing.allowed_signers_line("mlops-server", pubs["server"], ["mlops-audit-checkpoint"])
-        + "\n"
-    )
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "governance")
     backend, auth, audit = (create_database(pg_server_url) for _ in range(3))
-    config = base / "server.yaml"
-    config.write_text(
-        f"governance_repo: {repo}\ngovernance_ref: main\naudit_url: {audit}\nauth_database_uri: {auth}\n"
-        f"admin: admin\ncheckpoint_key: {keys['server']}\nstate_dir: {base / 'state'}\n"
-    )
-    port = _port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
-    shim = _entry_point_shim(base / "ep")
-    env.update(
-        MLOPS_SERVER_CONFIG=str(config),
-        MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key-0123456789",
-        MLFLOW_AUTH_ADMIN_PASSWORD=PASSWORDS["admin"],
-        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-        PYTHONPATH=os.pathsep.join(p for p in (shim, env.get("PYTHONPATH", "")) if p),
-    )
-    log = base / "server.log"
-    cmd = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--app-name",
-        "mlops",
-        "--backend-store-uri",
+    srv = start_governing_server(
         backend,
-        "--artifacts-destination",
-        str(base / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-    ]
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    srv = Server(url, proc, log, keys, audit, repo)
-    _wait_healthy(url, proc, log)
-    for user in ("dana", "april"):
-        status, body = call(
-            srv, "admin", "POST", "/api/2.0/mlflow/users/create", {"username": user, "password": PASSWORDS[user]}
-        )
-        assert status == 200, body
+        auth,
+        audit,
+        tmp_path_factory.mktemp("governing"),
+        policy=POLICY,
+        users={u: p for u, p in PASSWORDS.items() if u != "admin"},
+        signers={"april": ["mlops-approval"], "dana": ["mlops-approval"]},
+    )
     yield srv
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    srv.stop()
 
 
 @pytest.fixture
-def as_user(server: Server, monkeypatch: pytest.MonkeyPatch) -> Any:
+def as_user(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Any:
     """``as_user(name)`` -> an MlflowClient sending that user's credentials (MLflow's own variables)."""
     from mlflow import MlflowClient
 
@@ -224,23 +101,23 @@ def _version(client: Any, model: str, accuracy: float, experiment: str = "team")
     return str(mv.version), run.info.run_id
 
 
-def _entries(server: Server, model: str, action: str | None = None) -> list[dict[str, Any]]:
+def _entries(server: RunningServer, model: str, action: str | None = None) -> list[dict[str, Any]]:
     query = f"?model={model}" + (f"&action={action}" if action else "")
     status, body = call(server, "admin", "GET", "/mlops/api/v1/audit/log" + query)
     assert status == 200, body
     return list(body["entries"])
 
 
-def test_ui_answers_401_without_credentials_and_200_with(server: Server) -> None:
+def test_ui_answers_401_without_credentials_and_200_with(server: RunningServer) -> None:
     assert call(server, None, "GET", "/")[0] == 401
     assert call(server, "dana", "GET", "/")[0] == 200
-    assert call(server, None, "GET", "/mlops/api/v1/check")[0] in (401, 400)
+    assert call(server, None, "POST", "/mlops/api/v1/check", {"model": "m", "version": "1", "to": "staging"})[0] == 401
     status, info = call(server, "dana", "GET", "/mlops/api/v1/info")
     assert status == 200 and info["app"] == "mlops" and info["user"] == "dana"
     assert info["governance_commit"] == _git(server.repo, "rev-parse", "main")
 
 
-def test_alias_set_runs_the_policy_as_the_user(server: Server, as_user: Any) -> None:
+def test_alias_set_runs_the_policy_as_the_user(server: RunningServer, as_user: Any) -> None:
     from mlflow.exceptions import MlflowException
 
     dana = as_user("dana")
@@ -280,7 +157,7 @@ def test_alias_set_runs_the_policy_as_the_user(server: Server, as_user: Any) -> 
 
 
 def test_approver_cannot_approve_what_they_registered(
-    server: Server, as_user: Any, monkeypatch: pytest.MonkeyPatch
+    server: RunningServer, as_user: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlops_layer.governance.approvals import CandidateIdentity, make_statement, sign_statement
 
@@ -319,7 +196,7 @@ def test_approver_cannot_approve_what_they_registered(
     assert status == 200 and result["allowed"] and result["moved"], result
 
 
-def test_registered_versions_run_is_frozen(server: Server, as_user: Any) -> None:
+def test_registered_versions_run_is_frozen(server: RunningServer, as_user: Any) -> None:
     from mlflow.exceptions import MlflowException
 
     dana = as_user("dana")
@@ -339,7 +216,7 @@ def test_registered_versions_run_is_frozen(server: Server, as_user: Any) -> None
     assert refusals and all(e["decision"] == "refused" and e["actor"] == "dana" for e in refusals)
 
 
-def test_concurrent_alias_moves_are_serialised(server: Server, as_user: Any) -> None:
+def test_concurrent_alias_moves_are_serialised(server: RunningServer, as_user: Any) -> None:
     dana = as_user("dana")
     versions = [_version(dana, "race", 0.9 + i / 100)[0] for i in range(8)]
     errors: list[BaseException] = []
@@ -370,7 +247,7 @@ def test_concurrent_alias_moves_are_serialised(server: Server, as_user: Any) -> 
     assert status == 200 and report["ok"], report
 
 
-def _workers(server: Server) -> list[int]:
+def _workers(server: RunningServer) -> list[int]:
     out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True, check=True).stdout
     rows = [line.split(None, 2) for line in out.splitlines()[1:]]
     children: dict[int, list[int]] = {}
@@ -386,7 +263,7 @@ def _workers(server: Server) -> list[int]:
     return found
 
 
-def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(server: Server, as_user: Any) -> None:
+def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(server: RunningServer, as_user: Any) -> None:
     dana = as_user("dana")
     versions = [_version(dana, "crash", 0.9)[0] for _ in range(6)]
     workers = _workers(server)
@@ -409,7 +286,7 @@ def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(server: Ser
     stop.set()
     for t in threads:
         t.join(120)
-    _wait_healthy(server.url, server.proc, server.log)
+    server.wait_healthy()
     status, report = call(server, "admin", "POST", "/mlops/api/v1/audit/reconcile", {})
     assert status == 200 and report["ok"], report
     status, verify = call(server, "admin", "GET", "/mlops/api/v1/audit/verify")
@@ -417,3 +294,46 @@ def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(server: Ser
     holder = dana.get_registered_model("crash").aliases.get("staging")
     moved = _entries(server, "crash", "alias.set")
     assert moved and str(holder) == moved[-1]["subject"]["version"]
+
+
+_CLI = """
+import sys
+from mlops_layer.cli.main import main
+sys.argv = ["mlops", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+print("MLFLOW-IMPORTED" if "mlflow" in sys.modules else "NO-MLFLOW", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_cli_detects_the_app_and_uses_mlflow_credentials(server: RunningServer, as_user: Any, tmp_path: Path) -> None:
+    dana = as_user("dana")
+    low, _ = _version(dana, "cli-model", 0.4)
+    high, _ = _version(dana, "cli-model", 0.95)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
+    env.update(
+        MLFLOW_TRACKING_URI=server.url, MLFLOW_TRACKING_USERNAME="dana", MLFLOW_TRACKING_PASSWORD=PASSWORDS["dana"]
+    )
+    env["MLOPS_ACTOR"] = "april"  # declared names mean nothing in team mode
+
+    def mlops(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _CLI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    refused = mlops("check", "cli-model", low, "--to", "staging", "--json")
+    assert refused.returncode == 1, refused.stderr
+    assert "NO-MLFLOW" in refused.stderr
+    body = json.loads(refused.stdout)
+    assert body["allowed"] is False and any("metric_threshold" in r["name"] and not r["passed"] for r in body["rules"])
+    moved = mlops("promote", "cli-model", high, "--to", "staging", "--json")
+    assert moved.returncode == 0 and "NO-MLFLOW" in moved.stderr, moved.stderr
+    assert json.loads(moved.stdout)["moved"] is True
+    assert dana.get_registered_model("cli-model").aliases == {"staging": high}
+    assert [e["actor"] for e in _entries(server, "cli-model", "alias.set")] == ["dana"]
+    env["MLFLOW_TRACKING_PASSWORD"] = "wrong"
+    denied = mlops("check", "cli-model", high, "--to", "staging")
+    assert denied.returncode == 2 and "MLFLOW_TRACKING_USERNAME" in denied.stderr, denied.stderr

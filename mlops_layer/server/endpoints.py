@@ -78,6 +78,8 @@ class Endpoints:
         handler = self.routes.get((name, request.method))
         if handler is None:
             return error_response(InputError(f"no governance endpoint {request.method} {request.path}"))
+        if name == "info" and request.authorization is None:
+            return jsonify({"app": "mlops", "api": API_VERSION})  # detection by clients, before they log in
         auth = authenticate_request()
         if isinstance(auth, Response):
             return auth

@@ -1,0 +1,210 @@
+"""Client of the governing server (``mlflow server --app-name mlops``): the governance endpoints over plain HTTP.
+
+No mlflow import: a cold ``mlops check`` in team mode is one Python start plus two small requests. Credentials are
+MLflow's own variables (``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``, or ``MLFLOW_TRACKING_TOKEN``);
+the server authenticates them through MLflow's basic-auth, so the actor is whoever logged in.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mlops_layer.errors import (
+    ApprovalError,
+    BackendError,
+    ConfigError,
+    InputError,
+    MlopsError,
+    NotFoundError,
+    PolicyViolation,
+)
+
+PREFIX = "/mlops/api/v1/"
+_detected: dict[str, bool] = {}
+
+
+class GoverningServer:
+    """The governance endpoints of one server; every call authenticated with MLflow's credentials."""
+
+    def __init__(self, url: str, *, timeout: float = 120.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.username = os.environ.get("MLFLOW_TRACKING_USERNAME") or None
+        self.password = os.environ.get("MLFLOW_TRACKING_PASSWORD") or ""
+        self.token = os.environ.get("MLFLOW_TRACKING_TOKEN") or None
+
+    @classmethod
+    def detect(cls, tracking_uri: str) -> GoverningServer | None:
+        """The server when ``tracking_uri`` is an http(s) MLflow server running the mlops app, else None."""
+        if not tracking_uri.startswith(("http://", "https://")):
+            return None
+        if tracking_uri not in _detected:
+            server = cls(tracking_uri, timeout=10.0)
+            try:
+                info = server._request("GET", "info", authenticated=False)
+                _detected[tracking_uri] = isinstance(info, dict) and info.get("app") == "mlops"
+            except MlopsError:
+                _detected[tracking_uri] = False
+        return cls(tracking_uri) if _detected[tracking_uri] else None
+
+    # -- transport -----------------------------------------------------------------------------------------------
+    def _request(
+        self, method: str, name: str, params: dict[str, Any] | None = None, *, authenticated: bool = True
+    ) -> Any:
+        url = self.url + PREFIX + name
+        data = None
+        if method == "GET" and params:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        elif params is not None:
+            data = json.dumps(params).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if authenticated:
+            if self.token:
+                req.add_header("Authorization", f"Bearer {self.token}")
+            elif self.username:
+                raw = f"{self.username}:{self.password}".encode()
+                req.add_header("Authorization", "Basic " + base64.b64encode(raw).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the configured server
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise _error(exc, self.url) from None
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+            raise BackendError(f"the governing server {self.url} did not answer: {exc}") from None
+
+    # -- endpoints -----------------------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("GET", "info")
+        return body
+
+    def check(self, model: str, version: str, to: str) -> Any:
+        return decision_from_dict(self._request("POST", "check", {"model": model, "version": version, "to": to}))
+
+    def promote(self, model: str, version: str, to: str) -> Any:
+        return result_from_dict(self._request("POST", "promote", {"model": model, "version": version, "to": to}))
+
+    def rollback(self, model: str, to: str) -> Any:
+        return result_from_dict(self._request("POST", "rollback", {"model": model, "to": to}))
+
+    def approve(
+        self,
+        model: str,
+        version: str,
+        to: str,
+        *,
+        key_path: Path,
+        comment: str | None = None,
+        reject: bool = False,
+        action: str = "promote",
+    ) -> Any:
+        """Sign the statement locally with the approver's key; the server verifies it and that its signer is the
+        authenticated user (principals are MLflow usernames in team mode)."""
+        from dataclasses import replace
+
+        from mlops_layer.governance.approvals import (
+            CandidateIdentity,
+            SignedApproval,
+            default_signer,
+            make_statement,
+            sign_statement,
+        )
+
+        if not self.username:
+            raise ConfigError("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD: approvals are signed as you")
+        ident = self._request("GET", "approval-identity", {"model": model, "version": version})
+        statement = make_statement(
+            CandidateIdentity(**ident),
+            to,
+            self.username,
+            decision="reject" if reject else "approve",
+            action=action,
+            comment=comment,
+        )
+        signed = sign_statement(statement, Path(key_path).expanduser(), default_signer())
+        body = self._request("POST", "approve", signed.to_dict())
+        return replace(SignedApproval.from_dict(body), audit_seq=body.get("audit_seq"))
+
+    def history(self, model: str, alias: str | None, at: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("GET", "history", {"model": model, "alias": alias, "at": at})
+        return body
+
+    def audit_log(self, **params: Any) -> list[dict[str, Any]]:
+        return list(self._request("GET", "audit/log", params)["entries"])
+
+    def verify(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("GET", "audit/verify")
+        return body
+
+    def reconcile(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("POST", "audit/reconcile", {})
+        return body
+
+    def status(self, model: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("GET", "status", {"model": model})
+        return body
+
+
+def _error(exc: urllib.error.HTTPError, url: str) -> MlopsError:
+    try:
+        body = json.loads(exc.read() or b"{}")
+        message = str(body.get("message") or body)
+    except ValueError:
+        message = f"HTTP {exc.code}"
+    if exc.code == 401:
+        return ConfigError(
+            f"the governing server {url} wants credentials",
+            hint="set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (your MLflow login)",
+        )
+    if exc.code == 403:
+        return ApprovalError(message) if "approv" in message.lower() else PolicyViolation(message)
+    if exc.code == 404:
+        return NotFoundError(message)
+    if exc.code in (400, 409, 422):
+        return InputError(message)
+    return BackendError(f"the governing server {url} failed: {message}")
+
+
+def decision_from_dict(body: dict[str, Any]) -> Any:
+    from mlops_layer.governance.decisions import Decision, RuleResult
+
+    return Decision(
+        allowed=bool(body["allowed"]),
+        rules=tuple(
+            RuleResult(r["name"], bool(r["passed"]), r.get("observed"), r.get("expected"), r.get("message", ""))
+            for r in body.get("rules", [])
+        ),
+        policy_hash=str(body.get("policy_hash", "")),
+        model=str(body["model"]),
+        version=str(body["version"]),
+        target=str(body["target"]),
+        card_hash=body.get("card_hash"),
+        action=str(body.get("action", "promote")),
+        auto_promote=bool(body.get("auto_promote", False)),
+        evaluated_at=str(body.get("evaluated_at", "")),
+        current_holder=body.get("current_holder"),
+        audit_seq=body.get("audit_seq"),
+    )
+
+
+def result_from_dict(body: dict[str, Any]) -> Any:
+    from mlops_layer.governance.promotion import PromotionResult
+
+    return PromotionResult(
+        decision=decision_from_dict(body),
+        moved=bool(body.get("moved")),
+        previous=body.get("previous"),
+        current=body.get("current"),
+        audit_seq=body.get("audit_seq"),
+        completion_seq=body.get("completion_seq"),
+        warnings=tuple(body.get("warnings") or ()),
+    )
