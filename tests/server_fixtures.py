@@ -165,7 +165,8 @@ def start_governing_server(
     keys = {who: base / "keys" / who for who in (*signers, "mlops-server")}
     lines = []
     for who, path in keys.items():
-        pub = signing.generate_key(path, who)
+        # the server's key is a raw Ed25519 PEM key: it signs a checkpoint per append in-process
+        pub = signing.generate_key(path, who, kind="ed25519" if who == "mlops-server" else "ssh")
         lines.append(signing.allowed_signers_line(who, pub, signers.get(who, ["mlops-audit-checkpoint"])))
     repo = base / "clone"
     (repo / "governance" / "models").mkdir(parents=True, exist_ok=True)

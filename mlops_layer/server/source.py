@@ -44,7 +44,16 @@ class GovernanceSnapshot:
 class GovernanceSource:
     """Resolves the ref on each call, re-reads the files when it moved; thread-safe, one per worker."""
 
-    def __init__(self, repo: Path, ref: str, subdir: str, state_dir: Path, *, fetch_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        repo: Path,
+        ref: str,
+        subdir: str,
+        state_dir: Path,
+        *,
+        fetch_seconds: float = 0.0,
+        ref_check_seconds: float = 1.0,
+    ) -> None:
         self.repo = repo
         self.ref = ref
         self.subdir = subdir.strip("/") or "governance"
@@ -53,6 +62,8 @@ class GovernanceSource:
         self._lock = threading.Lock()
         self._current: GovernanceSnapshot | None = None
         self._fetched = 0.0
+        self.ref_check_seconds = ref_check_seconds
+        self._checked = 0.0
 
     def _git(self, *args: str) -> bytes:
         try:
@@ -70,6 +81,9 @@ class GovernanceSource:
     def snapshot(self) -> GovernanceSnapshot:
         """The governance files at the commit the ref names now."""
         with self._lock:
+            if self._current is not None and time.monotonic() - self._checked < self.ref_check_seconds:
+                return self._current  # the ref is re-resolved at most once a second
+            self._checked = time.monotonic()
             if self.fetch_seconds > 0 and time.monotonic() - self._fetched > self.fetch_seconds:
                 self._fetched = time.monotonic()
                 self._git("fetch", "--quiet")
