@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_layer.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from mlops_layer.adapters.governing_server import GoverningServer
     from mlops_layer.adapters.mlflow import MlflowRegistry, MlflowTracking
     from mlops_layer.audit.acting import ActingTrail
     from mlops_layer.audit.store import AuditStore
@@ -34,6 +35,14 @@ def registry(cfg: Settings) -> MlflowRegistry:
     from mlops_layer.adapters.mlflow import MlflowRegistry
 
     return MlflowRegistry(cfg.tracking_uri, cfg.registry_uri)
+
+
+def governing_server(cfg: Settings) -> GoverningServer | None:
+    """The governing server when the tracking URI runs ``mlflow server --app-name mlops``: then it decides, as the
+    MLflow user the client logs in as, and the client needs no audit database."""
+    from mlops_layer.adapters.governing_server import GoverningServer
+
+    return GoverningServer.detect(cfg.tracking_uri)
 
 
 def tracking(cfg: Settings) -> MlflowTracking:

@@ -109,6 +109,9 @@ def check(name: str, version: str, to: str, *, automatic: bool = False, settings
 
     cfg = _wiring.resolve(settings)
     check_alias(to)
+    if (server := _wiring.governing_server(cfg)) is not None:
+        decision: Decision = server.check(name, str(version), to)
+        return decision
     with _wiring.governance_trail(cfg) as trail:
         return _governance(cfg, trail).check(name, str(version), to, automatic=automatic)
 
@@ -126,6 +129,9 @@ def promote(
 
     cfg = _wiring.resolve(settings)
     check_alias(to)
+    if (server := _wiring.governing_server(cfg)) is not None:
+        moved: PromotionResult = server.promote(name, str(version), to)
+        return moved
     with _wiring.governance_trail(cfg) as trail:
         gov = _governance(cfg, trail)
         _record_policy_change(trail, gov.policy)
@@ -144,6 +150,9 @@ def rollback(name: str, to: str, *, settings: Settings | None = None) -> Promoti
 
     cfg = _wiring.resolve(settings)
     check_alias(to)
+    if (server := _wiring.governing_server(cfg)) is not None:
+        back: PromotionResult = server.rollback(name, to)
+        return back
     with _wiring.governance_trail(cfg) as trail:
         return _governance(cfg, trail).rollback(name, to)
 
@@ -185,6 +194,11 @@ def approve(
 
     cfg = _wiring.resolve(settings)
     check_alias(to)
+    if (server := _wiring.governing_server(cfg)) is not None:  # signed here, verified and recorded by the server
+        remote: SignedApproval = server.approve(
+            name, str(version), to, key_path=Path(key_path), comment=comment, reject=reject, action=action
+        )
+        return remote
     policy = load_policy(cfg.policy_file)
     target = policy.target(name, to)
     if target is None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mlops_layer.audit import actions
@@ -231,6 +230,7 @@ class ServerGovernance:
         verify against the committed ``allowed_signers``, and separation of duties is judged from the trail."""
         from mlops_layer.governance.approvals import SignedApproval, check_approvals, default_verifier
         from mlops_layer.governance.promotion import identity_of
+        from mlops_layer.governance.rules import Candidate, duty_conflict, separation_flags
         from mlops_layer.governance.trail import AuditTrailView
 
         try:
@@ -245,17 +245,26 @@ class ServerGovernance:
             )
         snap = self.snapshot()
         policy = self.policy(snap)
-        if policy.target(st.model, st.target) is None:
+        target = policy.target(st.model, st.target)
+        if target is None:
             raise InputError(f"policy.yaml at {snap.commit[:12]} has no target '{st.target}'")
         if not policy.roles_of(user):
             raise ApprovalError(f"{user} holds no role in policy.yaml at {snap.commit[:12]}")
         info = self.registry.get_version(st.model, st.version)
         identity = identity_of(info)
         trail = AuditTrailView(self.store, user)
-        registrant = trail.registered_by(st.model, identity.version)
-        trainer = info.tags.get("mlops.trained_by")
-        for who, did in ((registrant, "registered"), (trainer, "trained")):
-            if st.action == "promote" and who and who.lower() == user.lower():
+        if st.action == "promote":
+            # registrant and trainer as the server recorded them from authenticated requests
+            candidate = Candidate(
+                model=st.model,
+                version=identity.version,
+                run_id=identity.run_id,
+                registered_by=trail.registered_by(st.model, identity.version),
+                trained_by=info.tags.get("mlops.trained_by"),
+            )
+            exclude_trainer, exclude_registrant = separation_flags(target.rules)
+            did = duty_conflict(user, candidate, exclude_trainer=exclude_trainer, exclude_registrant=exclude_registrant)
+            if did:
                 raise ApprovalError(
                     f"{user} {did} {st.model} v{identity.version}: separation of duties forbids approving it",
                     hint="ask another holder of the approver roles",
@@ -380,17 +389,3 @@ def recorded_lineage_probe(info: Any, need_remote: bool, need_lock: bool) -> Any
     if need_lock:
         detail.setdefault("lock_up_to_date", why)
     return LineageStatus(base.committed, None, None, detail)
-
-
-@contextlib.contextmanager
-def opened(config: ServerConfig, backend_store_uri: str) -> Iterator[ServerGovernance]:
-    gov = ServerGovernance(config, backend_store_uri)
-    try:
-        yield gov
-    finally:
-        gov.store.close()
-
-
-def default_state(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
