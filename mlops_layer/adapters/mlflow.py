@@ -227,11 +227,11 @@ class MlflowRegistry:
     def get_version(self, name: str, version: str | int) -> VersionInfo:
         from mlflow.exceptions import MlflowException
 
-        self._require_model(name)
         try:
             return self._version(self.client.get_model_version(name, str(version)))
         except MlflowException as exc:
             if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                self._require_model(name)  # only on failure: reading the whole model costs a query per call
                 have = ", ".join(self.list_versions(name)) or "none"
                 raise NotFoundError(f"model '{name}' has no version {version} (versions: {have})") from None
             raise BackendError(f"reading {name} v{version}: {exc}") from exc
