@@ -337,3 +337,37 @@ def test_cli_detects_the_app_and_uses_mlflow_credentials(server: RunningServer, 
     env["MLFLOW_TRACKING_PASSWORD"] = "wrong"
     denied = mlops("check", "cli-model", high, "--to", "staging")
     assert denied.returncode == 2 and "MLFLOW_TRACKING_USERNAME" in denied.stderr, denied.stderr
+
+
+def test_governed_training_and_registration_through_the_server(
+    server: RunningServer, as_user: Any, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The layer's own training/registration api in team mode: no audit URL on the client, the server records the
+    registration as the authenticated user, whatever MLOPS_ACTOR claims."""
+    from conftest import TRAIN_LOCK
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_layer import api
+
+    dana = as_user("dana")
+    (git_repo / "params.yaml").write_text("train:\n  C: 0.5\n")
+    (git_repo / "dvc.lock").write_text(TRAIN_LOCK)
+    (git_repo / "mlops.yaml").write_text(f"tracking_uri: {server.url}\nexperiment: governed-training\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-qm", "project")
+    monkeypatch.setenv("MLOPS_ACTOR", "april")
+    cfg = api.settings(git_repo)
+    with api.governed_run("train", settings=cfg) as run:
+        run.log_metrics({"accuracy": 0.91})
+        model_uri = run.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]))
+    reg = api.register("governed", run.run_id, model_uri=model_uri, settings=cfg)
+    assert not (git_repo / ".mlops" / "audit.db").exists()  # the client wrote no trail of its own
+    [entry] = _entries(server, "governed", "model.registered")
+    assert entry["actor"] == "dana" and reg.audit_seq == entry["seq"]
+    assert entry["details"]["metrics"]["accuracy"] == 0.91
+    assert entry["details"]["claims"]["mlops.git.commit"] == git(git_repo, "rev-parse", "HEAD")
+    assert json.loads(entry["details"]["version_claims"]["mlops.claims.model_files"])  # the files, as claimed
+    tags = dana.get_model_version("governed", reg.version).tags
+    assert tags["mlops.registered_by"] == "dana" and tags["mlops.trained_by"] == "dana"
+    result = api.promote("governed", reg.version, "staging", settings=cfg)
+    assert result.moved and result.decision.allowed, result.decision

@@ -263,7 +263,12 @@ def register(
     )
     uri = model_uri or f"runs:/{run_id}/model"
     subject = {"model": name}
-    with _wiring.acting_trail(cfg) as trail:
+    # team mode with the governing server: the server records the registration, as the authenticated user
+    governed = _wiring.governing_server(cfg) is not None
+    trail_cm: contextlib.AbstractContextManager[Any] = (
+        contextlib.nullcontext(_RecordedByServer()) if governed else _wiring.acting_trail(cfg)
+    )
+    with trail_cm as trail:
         trail.append(
             actions.MODEL_REGISTER_STARTED,
             subject=subject,
@@ -286,6 +291,9 @@ def register(
             TAG_TRAINED_BY: run.tags.get(TAG_TRAINED_BY, run.user or ""),
         }
         digests = registry.artifact_digests(uri)  # before the registry moves: a failure here leaves nothing behind
+        if governed:  # the file digests travel as the registrant's claim; the server records them with the rest
+            claimed = json.dumps(digests, sort_keys=True, separators=(",", ":"))
+            tags = {**tags, TAG_CLAIMED_FILES: claimed} if len(claimed) <= 4000 else tags
         version = registry.register(name, uri, run_id, tags)
         seq = trail.append(
             actions.MODEL_REGISTERED,
@@ -301,8 +309,22 @@ def register(
                 "artifacts": digests,
             },
         )
-    _wiring.mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: seq})
+    if governed:
+        recorded = registry.get_version(name, version.version).tags.get(TAG_AUDIT_SEQ)
+        seq = int(recorded) if recorded and recorded.isdigit() else None
+    else:
+        _wiring.mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: seq})
     return Registration(name, version.version, run_id, uri, lineage, seq)
+
+
+TAG_CLAIMED_FILES = "mlops.claims.model_files"
+
+
+class _RecordedByServer:
+    """Stands in for the trail when the governing server records registrations itself (clients hold no DB URL)."""
+
+    def append(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
 
 
 @dataclass(frozen=True)

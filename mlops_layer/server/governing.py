@@ -310,7 +310,14 @@ class ServerGovernance:
                 "via": "server",
                 "trained_by": trainer,
                 "metrics": metrics,
+                # what the client wrote (run lineage tags, version tags such as claimed file digests): the trainer's
+                # and registrant's claims, attributed to them, not facts the server checked
                 "claims": {k: v for k, v in run_tags.items() if k.startswith("mlops.") and len(v) < 2000},
+                "version_claims": {
+                    str(t.get("key")): str(t.get("value"))
+                    for t in model_version.get("tags") or ()
+                    if isinstance(t, dict) and str(t.get("key", "")).startswith("mlops.")
+                },
             },
         )
         with contextlib.suppress(MlopsError):
