@@ -287,6 +287,10 @@ def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(server: Run
     for t in threads:
         t.join(120)
     server.wait_healthy()
+    deadline = time.monotonic() + 90  # uvicorn's supervisor replaces the killed worker
+    while len(_workers(server)) < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert workers[0] not in _workers(server) and len(_workers(server)) >= 2
     status, report = call(server, "admin", "POST", "/mlops/api/v1/audit/reconcile", {})
     assert status == 200 and report["ok"], report
     status, verify = call(server, "admin", "GET", "/mlops/api/v1/audit/verify")
@@ -364,10 +368,36 @@ def test_governed_training_and_registration_through_the_server(
     assert not (git_repo / ".mlops" / "audit.db").exists()  # the client wrote no trail of its own
     [entry] = _entries(server, "governed", "model.registered")
     assert entry["actor"] == "dana" and reg.audit_seq == entry["seq"]
-    assert entry["details"]["metrics"]["accuracy"] == 0.91
+    assert float(entry["details"]["metrics"]["accuracy"]) == 0.91  # frozen at registration
     assert entry["details"]["claims"]["mlops.git.commit"] == git(git_repo, "rev-parse", "HEAD")
     assert json.loads(entry["details"]["version_claims"]["mlops.claims.model_files"])  # the files, as claimed
     tags = dana.get_model_version("governed", reg.version).tags
     assert tags["mlops.registered_by"] == "dana" and tags["mlops.trained_by"] == "dana"
     result = api.promote("governed", reg.version, "staging", settings=cfg)
     assert result.moved and result.decision.allowed, result.decision
+
+
+def test_governance_files_are_reread_when_the_ref_moves(server: RunningServer, as_user: Any) -> None:
+    """Runs last in the module: it changes the policy on the server's clone."""
+    assert server.repo is not None
+    dana = as_user("dana")
+    version, _ = _version(dana, "moving-ref", 0.85)
+    before = _git(server.repo, "rev-parse", "main")
+    status, decision = call(
+        server, "dana", "POST", "/mlops/api/v1/check", {"model": "moving-ref", "version": version, "to": "staging"}
+    )
+    assert status == 200 and decision["allowed"] and decision["governance_commit"] == before
+    policy = server.repo / "governance" / "policy.yaml"
+    policy.write_text(policy.read_text().replace("min: 0.8}", "min: 0.9}", 1))
+    _git(server.repo, "commit", "-qam", "raise the staging bar")
+    after = _git(server.repo, "rev-parse", "main")
+    policy.write_text("this uncommitted edit must not count: [")  # only the committed ref counts
+    time.sleep(1.5)  # the ref is re-resolved at most once a second
+    status, decision = call(
+        server, "dana", "POST", "/mlops/api/v1/check", {"model": "moving-ref", "version": version, "to": "staging"}
+    )
+    assert status == 200 and not decision["allowed"] and decision["governance_commit"] == after, decision
+    with pytest.raises(Exception, match="metric_threshold"):
+        dana.set_registered_model_alias("moving-ref", "staging", version)
+    [refused] = _entries(server, "moving-ref", "promotion.decided")
+    assert refused["details"]["governance_commit"] == after

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mlops_layer import tags
 from mlops_layer.audit import actions
 from mlops_layer.config import Settings
 from mlops_layer.errors import ApprovalError, InputError, MlopsError
@@ -22,7 +23,7 @@ from mlops_layer.server.source import GovernanceSnapshot, GovernanceSource
 
 SERVER_ACTOR = "mlops-server"
 # tags only the server writes (from the authenticated requests); clients may not set them
-SERVER_OWNED_TAGS = ("mlops.trained_by", "mlops.registered_by")
+SERVER_OWNED_TAGS = (tags.TRAINED_BY, tags.REGISTERED_BY)
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,7 @@ class ServerGovernance:
                 version=identity.version,
                 run_id=identity.run_id,
                 registered_by=trail.registered_by(st.model, identity.version),
-                trained_by=info.tags.get("mlops.trained_by"),
+                trained_by=info.tags.get(tags.TRAINED_BY),
             )
             exclude_trainer, exclude_registrant = separation_flags(target.rules)
             did = duty_conflict(user, candidate, exclude_trainer=exclude_trainer, exclude_registrant=exclude_registrant)
@@ -281,7 +282,7 @@ class ServerGovernance:
     # -- identity and registration -----------------------------------------------------------------------------------
     def record_run_created(self, user: str, run_id: str) -> None:
         """The trainer of a run is whoever created it through the server (overwrites any claimed name)."""
-        self.registry.set_run_tag(run_id, "mlops.trained_by", user)
+        self.registry.set_run_tag(run_id, tags.TRAINED_BY, user)
 
     def record_registration(self, user: str, model_version: Mapping[str, Any]) -> int:
         """A version created through the server: its registrant is the authenticated user, its metrics are frozen,
@@ -296,14 +297,14 @@ class ServerGovernance:
             with contextlib.suppress(MlopsError):
                 run = self.registry.get_run(run_id)
                 run_tags, metrics = run.tags, run.metrics
-                trainer = run.tags.get("mlops.trained_by")
+                trainer = run.tags.get(tags.TRAINED_BY)
                 self._backed_runs.add(run_id)
-        self.registry.set_version_tags(name, version, {"mlops.registered_by": user, "mlops.trained_by": trainer or ""})
+        self.registry.set_version_tags(name, version, {tags.REGISTERED_BY: user, tags.TRAINED_BY: trainer or ""})
         entry = self.store.append(
             actions.MODEL_REGISTERED,
             actor=user,
             subject={"model": name, "version": version},
-            git_commit=run_tags.get("mlops.git.commit") or None,
+            git_commit=run_tags.get(tags.COMMIT) or None,
             run_id=run_id,
             details={
                 "source": model_version.get("source"),
@@ -321,7 +322,7 @@ class ServerGovernance:
             },
         )
         with contextlib.suppress(MlopsError):
-            self.registry.set_version_tags(name, version, {"mlops.audit_seq": str(entry.seq)})
+            self.registry.set_version_tags(name, version, {tags.AUDIT_SEQ: str(entry.seq)})
         self.checkpoint()
         return int(entry.seq)
 
