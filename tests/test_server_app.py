@@ -143,12 +143,29 @@ def test_alias_set_runs_the_policy_as_the_user(server: RunningServer, as_user: A
     assert {e["actor"] for e in registered} == {"dana"}
     tags = dana.get_model_version("churn", high).tags
     assert tags["mlops.registered_by"] == "dana" and tags["mlops.trained_by"] == "dana"
+    # the UI's route runs the same policy (champion needs a signed approval too)
+    status, body = call(
+        server,
+        "dana",
+        "POST",
+        "/ajax-api/2.0/mlflow/registered-models/alias",
+        {"name": "churn", "alias": "champion", "version": low},
+    )
+    assert status == 403 and body["error_code"] == "PERMISSION_DENIED" and "approvals" in body["message"], body
     # deleting the alias is for admins only, and audited
     with pytest.raises(MlflowException) as deleted:
         dana.delete_registered_model_alias("churn", "staging")
     assert deleted.value.error_code == "PERMISSION_DENIED"
     guard = _entries(server, "churn", "registry.guard")
     assert guard[-1]["actor"] == "dana" and guard[-1]["decision"] == "refused"
+    # the admin may, and the trail follows: reconcile still agrees
+    status, body = call(
+        server, "admin", "DELETE", "/api/2.0/mlflow/registered-models/alias", {"name": "churn", "alias": "staging"}
+    )
+    assert status == 200, body
+    assert _entries(server, "churn", "registry.guard")[-1]["decision"] == "allowed"
+    assert _entries(server, "churn", "alias.deleted")[-1]["actor"] == "admin"
+    assert "staging" not in dana.get_registered_model("churn").aliases
     # so is forging a governance tag on a version
     with pytest.raises(MlflowException):
         dana.set_model_version_tag("churn", high, "mlops.registered_by", "april")
