@@ -61,7 +61,9 @@ class GitRepo:
         try:
             return str(self.repo.head.commit.hexsha)
         except ValueError:
-            raise InputError(f"git repository {self.root} has no commits yet", hint="commit your code first") from None
+            raise InputError(
+                f"git repository {self.root} has no commits yet", hint="commit your code first"
+            ) from None
         except git.GitError as exc:
             raise BackendError(f"git failed reading HEAD in {self.root}: {exc}") from exc
 

@@ -48,9 +48,7 @@ def retrain_cmd(
     console.print(f"[bold]{name}[/]: retrained because {'; '.join(result.reasons)}")
     if result.data_version:
         console.print(f"new data version: {result.data_version}")
-    console.print(
-        f"challenger: v{result.version}; promoted to: {', '.join('@' + t for t in result.promoted_to) or 'none'}"
-    )
+    console.print(f"challenger: v{result.version}; promoted to: {', '.join('@' + t for t in result.promoted_to) or 'none'}")
     decision = result.decision
     if result.waiting_for_approval and decision is not None:
         rows = [(ok_mark(r.passed), r.name, r.observed, r.expected, r.message) for r in decision.rules]
