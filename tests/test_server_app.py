@@ -265,18 +265,19 @@ def test_concurrent_alias_moves_are_serialised(server: RunningServer, as_user: A
 
 
 def _workers(server: RunningServer) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True, check=True).stdout
-    rows = [line.split(None, 2) for line in out.splitlines()[1:]]
-    children: dict[int, list[int]] = {}
-    for pid, ppid, _args in (r for r in rows if len(r) == 3):
-        children.setdefault(int(ppid), []).append(int(pid))
+    """The live uvicorn worker processes under the server (multiprocessing ``spawn_main`` children; not zombies, not
+    multiprocessing's resource tracker)."""
+    out = subprocess.run(["ps", "-eww", "-o", "pid,ppid,stat,args"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split(None, 3) for line in out.splitlines()[1:]]
+    children: dict[int, list[tuple[int, str, str]]] = {}
+    for pid, ppid, stat, args in (r for r in rows if len(r) == 4):
+        children.setdefault(int(ppid), []).append((int(pid), stat, args))
     found, todo = [], [server.proc.pid]
     while todo:
-        pid = todo.pop()
-        kids = children.get(pid, [])
-        if not kids and pid != server.proc.pid:
-            found.append(pid)
-        todo.extend(kids)
+        for pid, stat, args in children.get(todo.pop(), []):
+            if "spawn_main" in args and not stat.startswith("Z"):
+                found.append(pid)
+            todo.append(pid)
     return found
 
 
