@@ -356,6 +356,9 @@ def test_cli_detects_the_app_and_uses_mlflow_credentials(server: RunningServer, 
     assert json.loads(moved.stdout)["moved"] is True
     assert dana.get_registered_model("cli-model").aliases == {"staging": high}
     assert [e["actor"] for e in _entries(server, "cli-model", "alias.set")] == ["dana"]
+    history = mlops("history", "cli-model", "--json")
+    assert history.returncode == 0 and "NO-MLFLOW" in history.stderr, history.stderr
+    assert [(sp["version"], sp["actor"]) for sp in json.loads(history.stdout)["spans"]] == [(high, "dana")]
     env["MLFLOW_TRACKING_PASSWORD"] = "wrong"
     denied = mlops("check", "cli-model", high, "--to", "staging")
     assert denied.returncode == 2 and "MLFLOW_TRACKING_USERNAME" in denied.stderr, denied.stderr

@@ -138,6 +138,29 @@ class GoverningServer:
         body: dict[str, Any] = self._request("GET", "history", {"model": model, "alias": alias, "at": at})
         return body
 
+    def history_spans(self, model: str, alias: str | None) -> list[Any]:
+        """Who held each alias of ``model`` and when, from the server's trail (``audit.history.AliasSpan``)."""
+        from datetime import datetime
+
+        from mlops_layer.audit.history import AliasSpan
+
+        body = self.history(model, alias, None)
+        return [
+            AliasSpan(
+                model=str(s["model"]),
+                alias=str(s["alias"]),
+                version=str(s["version"]),
+                start=datetime.fromisoformat(s["start"]),
+                end=datetime.fromisoformat(s["end"]) if s.get("end") else None,
+                start_seq=int(s["start_seq"]),
+                end_seq=s.get("end_seq"),
+                actor=str(s["actor"]),
+                via=s.get("via"),
+                ended_by=s.get("ended_by"),
+            )
+            for s in body.get("spans", [])
+        ]
+
     def audit_log(self, **params: Any) -> list[dict[str, Any]]:
         return list(self._request("GET", "audit/log", params)["entries"])
 

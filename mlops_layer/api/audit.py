@@ -293,6 +293,10 @@ def history(
     if at is not None and alias is None:
         raise InputError("--at needs --alias", hint="e.g. mlops history NAME --alias champion --at 2025-01-31")
     cfg = _wiring.resolve(settings)
+    if (server := _wiring.governing_server(cfg)) is not None:  # team mode: the trail is the server's
+        spans = server.history_spans(name, alias)
+        holder = next((s.version for s in spans if s.holds_at(at)), None) if at is not None else None
+        return HistoryReport(model=name, alias=alias, at=at, holder=holder, spans=tuple(spans))
     with _wiring.audit_store(cfg) as trail:
         if next(trail.entries(model=name), None) is None:
             raise NotFoundError(
