@@ -17,6 +17,9 @@ APPROVAL_REJECTED = "approval.rejected"
 CARD_CHANGED = "card.changed"
 POLICY_CHANGED = "policy.changed"
 
+# independent evaluation: the layer's own scores of a version on a DVC-tracked holdout (reused while unchanged)
+EVALUATION_RECORDED = "evaluation.recorded"
+
 # drift and monitoring
 DRIFT_CHECKED = "drift.checked"
 MONITOR_BATCH = "monitor.batch"
@@ -49,6 +52,7 @@ ALL_ACTIONS = (
     APPROVAL_REJECTED,
     CARD_CHANGED,
     POLICY_CHANGED,
+    EVALUATION_RECORDED,
     DRIFT_CHECKED,
     MONITOR_BATCH,
     ALERT_FIRED,
