@@ -109,10 +109,16 @@ def policy() -> str:
         + textwrap.indent(REGRESSOR_RULES if task == "regression" else CLASSIFIER_RULES, "  ")
         for name, task in MODELS.items()
     )
-    # as `mlops init` writes it: no drift: section
+    # as `mlops init` writes it: no drift: section; alert rules on the same metric names as the rules
+    alerts = (
+        "alerts:\n"
+        "  - {name: rmse-ceiling, type: metric_threshold, metric: rmse, max: 8, models: [ridge]}\n"
+        "  - {name: auc-drop, type: metric_drop, metric: roc_auc, max_drop: 0.1, models: [xgb, lgbm, custom]}\n"
+    )
     return (
         "version: 1\nroles:\n  alice@example.com: [model-risk]\ntargets:\n  champion:\n    rules: []\nmodels:\n"
         + sections
+        + alerts
     )
 
 
@@ -233,6 +239,13 @@ def test_train_register_promote_with_independent_evaluation_and_monitor(project:
         assert set(result.metrics) >= {"rmse", "mae", "r2"} and result.metrics["r2"] > 0.5
     else:
         assert result.metrics["roc_auc"] > 0.75
+    # the baseline is what the layer measured on the holdout, not what the run logged about itself (1.0 / 0.0)
+    assert result.promoted[key] == pytest.approx(measured[key])
+    (assessment,) = result.assessments
+    assert assessment.rule == ("rmse-ceiling" if regression else "auc-drop") and assessment.breached is False
+    standalone = api.evaluate(name, v1, metrics=list(measured), settings=cfg)  # as the rule did: reused
+    assert standalone.candidate is not None and standalone.candidate.reused
+    assert standalone.candidate.metrics == pytest.approx(measured)
 
 
 def test_a_model_logged_outside_the_layer_registers_without_lineage_and_lineage_clean_refuses(
