@@ -50,6 +50,18 @@ DRIFT_CURRENT = "mlops.drift.current"
 MONITORING_MODEL = "mlops.monitoring.model"
 MONITORING_VERSION = "mlops.monitoring.version"
 
+# registration of a model logged outside a governed run ("false": no lineage to show)
+LINEAGE_GOVERNED = "mlops.lineage.governed"
+
+# independent evaluation: the version links its latest evaluation run (never its training run) and audit entry
+EVALUATION_RUN = "mlops.evaluation.run_id"
+EVALUATION_AUDIT_SEQ = "mlops.evaluation.audit_seq"
+EVALUATION_MODEL = "mlops.evaluation.model"
+EVALUATION_VERSION = "mlops.evaluation.version"
+EVALUATION_DATA = "mlops.evaluation.data"
+EVALUATION_DATA_MD5 = "mlops.evaluation.data_md5"
+EVALUATION_MODEL_DIGEST = "mlops.evaluation.model_digest"
+
 
 def decision_tag(alias: str) -> str:
     """The version tag holding the last decision for ``alias`` (JSON)."""

@@ -61,15 +61,23 @@ def test_dirty_code_is_recorded_with_a_diff_hash(project: Settings) -> None:
     assert report.lineage.git_diff_sha256 and len(report.lineage.git_diff_sha256) == 64
 
 
-def test_register_refuses_a_run_without_lineage(project: Settings) -> None:
+def test_a_run_without_lineage_registers_as_ungoverned_and_says_so(project: Settings) -> None:
+    from sklearn.linear_model import LogisticRegression
+
     from mlops_layer.adapters.mlflow import MlflowTracking
 
     tracking = MlflowTracking(project.tracking_uri)
     exp = tracking.ensure_experiment("plain", str(project.root / "art"))
     with tracking.run(exp, "bare", {}) as run_id:
-        pass
-    with pytest.raises(InputError, match="not opened by a governed run"):
-        api.register("m", run_id, settings=project)
+        tracking.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "model")
+    reg = api.register("m", run_id, settings=project)
+    assert reg.governed is False and reg.lineage is None and reg.model_uri == f"runs:/{run_id}/model"
+    assert "no governed lineage" in reg.warnings[0]
+    version = MlflowRegistry(project.tracking_uri).get_version("m", reg.version)
+    assert version.tags["mlops.lineage.governed"] == "false" and "mlops.git.commit" not in version.tags
+    with AuditStore.open(project.audit_url) as trail:
+        registered = list(trail.entries(model="m", action=actions.MODEL_REGISTERED))[-1]
+    assert registered.details["governed"] is False and "model.pkl" in registered.details["artifacts"]
 
 
 def test_register_needs_the_stage_in_dvc_lock(project: Settings) -> None:

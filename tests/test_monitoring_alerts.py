@@ -114,10 +114,17 @@ def test_parse_complete_example() -> None:
         ([{"type": "drift_share", "max": 0.3, "cooldown": {"weeks": 1}}], "alerts[0].cooldown.weeks': unknown"),
         ([{"type": "drift_share", "max": 0.3, "clear_after": 0}], "alerts[0].clear_after': must be at least 1"),
         ([{"type": "drift_share", "max": 0.3, "severity": "loud"}], "alerts[0].severity': must be one of"),
-        ([{"type": "metric_threshold", "metric": "acc"}], "needs 'min' (a floor) and/or 'max'"),
-        ([{"type": "metric_threshold", "metric": "acc", "min": 0.9, "max": 0.1}], "'alerts[0].max': max 0.1 is below"),
-        ([{"type": "metric_drop", "metric": "acc"}], "needs 'max_drop' (absolute) and/or 'max_relative_drop'"),
-        ([{"type": "metric_drop", "metric": "acc", "max_drop": 0.1, "direction": "up"}], "direction': must be one"),
+        ([{"type": "metric_threshold", "metric": "accuracy"}], "needs 'min' (a floor) and/or 'max'"),
+        (
+            [{"type": "metric_threshold", "metric": "accuracy", "min": 0.9, "max": 0.1}],
+            "'alerts[0].max': max 0.1 is below",
+        ),
+        ([{"type": "metric_drop", "metric": "accuracy"}], "needs 'max_drop' (absolute) and/or 'max_relative_drop'"),
+        (
+            [{"type": "metric_drop", "metric": "accuracy", "max_drop": 0.1, "direction": "up"}],
+            "direction': must be one",
+        ),
+        ([{"type": "metric_threshold", "metric": "acc", "min": 0.9}], "'alerts[0].metric': unknown metric 'acc'"),
         ([{"type": "metric_threshold", "min": 0.1}], "missing required field 'metric'"),
         ({"type": "drift_share"}, "field 'alerts': expected a list of alert rules, got a mapping"),
         (

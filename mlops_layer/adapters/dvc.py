@@ -336,3 +336,35 @@ class DvcWorkspace:
 
     def missing_in_remote(self) -> set[str]:
         return set(missing_in_remote(self.root, self.remote))
+
+
+def tracked(root: Path, path: str) -> DataRef | None:
+    """How DVC records ``path`` (a file): its ``.dvc`` file, else the dvc.lock stage that outputs or reads it."""
+    rel = path.strip("/")
+    dvc_file = root / f"{rel}.dvc"
+    if dvc_file.is_file():
+        for ref in read_dvc_file(dvc_file):
+            if ref.path in (rel, Path(rel).name):
+                return DataRef(rel, ref.md5, ref.size, ref.nfiles, "out")
+    if (root / LOCK_FILE).is_file():
+        stages = read_lock(root)
+        for stage in stages.values():
+            for ref in stage.outs:
+                if ref.path == rel:
+                    return ref
+        for stage in stages.values():
+            for ref in stage.deps:
+                if ref.path == rel:
+                    return ref
+    return None
+
+
+def file_md5(path: Path) -> str:
+    """The md5 DVC (3.x) records for a file: of its bytes, read in chunks."""
+    import hashlib
+
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

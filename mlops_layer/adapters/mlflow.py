@@ -408,13 +408,24 @@ class MlflowTracking:
         self, experiment_id: str, run_name: str | None, tags: Mapping[str, str], run_id: str | None = None
     ) -> Iterator[str]:
         mlflow = self._mlflow
-        with mlflow_errors("starting an MLflow run"):
-            active = mlflow.start_run(
-                run_id=run_id,
-                experiment_id=None if run_id else experiment_id,
-                run_name=run_name,
-                tags=dict(tags),
-            )
+        from mlflow.tracking import fluent
+
+        # Reopening a run (registration, monitoring) must not depend on the experiment a user's script last chose
+        # with mlflow.set_experiment: MLflow refuses to resume a run of another experiment than the active one.
+        chosen = fluent._active_experiment_id
+        if run_id:
+            fluent._active_experiment_id = None
+        try:
+            with mlflow_errors("starting an MLflow run"):
+                active = mlflow.start_run(
+                    run_id=run_id,
+                    experiment_id=None if run_id else experiment_id,
+                    run_name=run_name,
+                    tags=dict(tags),
+                )
+        finally:
+            if run_id:
+                fluent._active_experiment_id = chosen
         try:
             yield active.info.run_id
         except BaseException:
@@ -476,17 +487,113 @@ class MlflowTracking:
         self, model: Any, name: str, pip_requirements: Sequence[str], input_example: Any = None
     ) -> str:
         """Log a scikit-learn model; explicit pip requirements avoid ~8 s of inference. Returns the model URI."""
-        # cloudpickle, not skops: importing skops costs ~2 s on every cold load (`mlops monitor`). Pickle's risk is
-        # met by `load_model`, which refuses files whose sha256 differs from what the audit trail recorded.
-        with mlflow_errors("logging the model"):
-            info = self._mlflow.sklearn.log_model(
-                model,
-                name=name,
-                pip_requirements=list(pip_requirements),
-                input_example=input_example,
-                serialization_format="cloudpickle",
+        return self.log_model(
+            model, name, flavor="sklearn", pip_requirements=pip_requirements, input_example=input_example
+        )
+
+    def log_model(
+        self,
+        model: Any,
+        name: str,
+        *,
+        flavor: str | None = None,
+        pip_requirements: Sequence[str] | None = None,
+        input_example: Any = None,
+    ) -> str:
+        """Log a model with its MLflow flavor (detected from the object unless ``flavor`` is given); returns its URI.
+
+        Requirements are always explicit (the flavor's own package pinned to the installed version, unless given):
+        MLflow's inference imports the model in a subprocess and costs ~8 s per log.
+        """
+        kind = flavor or detect_flavor(model)
+        reqs = list(pip_requirements) if pip_requirements is not None else default_requirements(kind)
+        kwargs: dict[str, Any] = {"name": name, "pip_requirements": reqs, "input_example": input_example}
+        if kind == "sklearn" or (kind == "lightgbm" and hasattr(model, "get_params")):
+            # cloudpickle, not skops: importing skops costs ~2 s on every cold load (`mlops monitor`). Pickle's
+            # risk is met by `load_model`, which refuses files whose sha256 differs from what was registered.
+            kwargs["serialization_format"] = "cloudpickle"
+        module = _flavor_module(kind)
+        with mlflow_errors(f"logging the model ({kind} flavor)"):
+            info = (
+                module.log_model(python_model=model, **kwargs)
+                if kind == "pyfunc"
+                else module.log_model(model, **kwargs)
             )
         return str(info.model_uri)
+
+
+# Flavors whose native model the layer loads for class probabilities (``predict_proba``) and feature names.
+NATIVE_FLAVORS = ("sklearn", "xgboost", "lightgbm")
+# Top-level package of a model object -> MLflow flavor module name (``mlflow.<flavor>``).
+_PACKAGE_FLAVORS = {
+    "sklearn": "sklearn",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "catboost": "catboost",
+    "torch": "pytorch",
+    "keras": "keras",
+    "tensorflow": "tensorflow",
+    "statsmodels": "statsmodels",
+    "prophet": "prophet",
+    "spacy": "spacy",
+    "transformers": "transformers",
+    "sentence_transformers": "sentence_transformers",
+    "onnx": "onnx",
+    "h2o": "h2o",
+}
+# Flavor -> the distributions its requirements pin (first one installed wins).
+_FLAVOR_PACKAGES = {
+    "sklearn": (("scikit-learn",),),
+    "xgboost": (("xgboost", "xgboost-cpu"), ("scikit-learn",)),
+    "lightgbm": (("lightgbm",), ("scikit-learn",)),
+    "pyfunc": (("cloudpickle",),),
+    "catboost": (("catboost",),),
+    "pytorch": (("torch",), ("cloudpickle",)),
+    "keras": (("keras",),),
+    "tensorflow": (("tensorflow",),),
+    "statsmodels": (("statsmodels",),),
+}
+
+
+def detect_flavor(model: Any) -> str:
+    """The MLflow flavor of a model object: its package (sklearn, xgboost, lightgbm, ...) or ``pyfunc`` for a
+    ``mlflow.pyfunc.PythonModel``; an InputError naming the type otherwise."""
+    from mlflow.pyfunc.model import PythonModel
+
+    if isinstance(model, PythonModel):
+        return "pyfunc"
+    package = type(model).__module__.split(".", 1)[0]
+    flavor = _PACKAGE_FLAVORS.get(package)
+    if flavor is None:
+        raise InputError(
+            f"cannot tell the MLflow flavor of a {type(model).__module__}.{type(model).__name__}",
+            hint="pass flavor='<mlflow flavor>' to log_model, or wrap the model in an mlflow.pyfunc.PythonModel",
+        )
+    return flavor
+
+
+def default_requirements(flavor: str) -> list[str]:
+    """Pinned requirements of a flavor from the installed distributions, plus pandas (every pyfunc input)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: list[str] = []
+    for alternatives in _FLAVOR_PACKAGES.get(flavor, ((flavor,),)):
+        for dist in alternatives:
+            try:
+                out.append(f"{dist}=={version(dist)}")
+                break
+            except PackageNotFoundError:
+                continue
+    return [*out, "pandas<3"]
+
+
+def _flavor_module(flavor: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(f"mlflow.{flavor}")
+    except ImportError as exc:
+        raise InputError(f"MLflow has no flavor {flavor!r} here ({exc})", hint="install the flavor's package") from None
 
 
 # Files MLflow writes into a model folder when it is downloaded, different for each registered version.
@@ -513,6 +620,21 @@ def _download(model_uri: str, tracking_uri: str, registry_uri: str | None, dest:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest)))
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model: the native object when its flavor is one the layer knows (scikit-learn API: ``predict``,
+    ``predict_proba``), otherwise MLflow's pyfunc model; and the input columns it expects when it says."""
+
+    model: Any
+    flavor: str  # the flavor the object was loaded with ("pyfunc" when no native one applies)
+    flavors: tuple[str, ...]  # every flavor the model's MLmodel file lists
+    feature_names: tuple[str, ...] | None = None
+
+    @property
+    def native(self) -> bool:
+        return self.flavor != "pyfunc"
+
+
 def load_model(
     model_uri: str,
     tracking_uri: str,
@@ -520,16 +642,31 @@ def load_model(
     *,
     expected_digests: Mapping[str, str] | None = None,
 ) -> Any:
-    """Load a scikit-learn model by URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/...``).
+    """Load a model by URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/...``): the native object for
+    scikit-learn, XGBoost and LightGBM models, MLflow's pyfunc model for any other flavor.
 
     With ``expected_digests`` (recorded at registration), every file is checked first: a model whose files changed
     in the artifact store since it was registered is never unpickled.
     """
-    import mlflow
+    return load_serving(model_uri, tracking_uri, registry_uri, expected_digests=expected_digests).model
+
+
+def load_serving(
+    model_uri: str,
+    tracking_uri: str,
+    registry_uri: str | None = None,
+    *,
+    expected_digests: Mapping[str, str] | None = None,
+) -> LoadedModel:
+    """Like :func:`load_model`, with the flavor and the expected input columns (see :class:`LoadedModel`)."""
+    import atexit
+    import shutil
 
     from mlops_layer.errors import AuditIntegrityError
 
-    with tempfile.TemporaryDirectory() as tmp:
+    tmp = tempfile.mkdtemp(prefix="mlops-model-")
+    keep = False
+    try:
         local = _download(model_uri, tracking_uri, registry_uri, Path(tmp))
         if expected_digests:
             actual = digest_tree(local)
@@ -541,7 +678,62 @@ def load_model(
                     hint="the artifact store was changed after registration; restore it or register a new version",
                 )
         with mlflow_errors(f"loading model {model_uri}"):
-            return mlflow.sklearn.load_model(str(local))
+            loaded = _load_local(local)
+        # a pyfunc model may read its artifacts lazily from the folder: keep it until the process ends
+        keep = not loaded.native
+        if keep:
+            atexit.register(shutil.rmtree, tmp, True)
+        return loaded
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_local(local: Path) -> LoadedModel:
+    import importlib
+
+    from mlflow.models import Model
+
+    meta = Model.load(str(local))
+    flavors = tuple(f for f in meta.flavors if f != "python_function")
+    schema = meta.signature.inputs if meta.signature is not None else None
+    signature_names = tuple(schema.input_names()) if schema is not None and schema.has_input_names() else None
+    for flavor in NATIVE_FLAVORS:
+        if flavor not in flavors:
+            continue
+        native = importlib.import_module(f"mlflow.{flavor}").load_model(str(local))
+        if not hasattr(native, "get_params"):  # e.g. a raw xgboost Booster: predict needs a DMatrix, use pyfunc
+            break
+        names = getattr(native, "feature_names_in_", None)
+        if names is None and flavor == "lightgbm" and getattr(native, "feature_name_", None) is not None:
+            names = native.feature_name_
+        feature_names = tuple(str(n) for n in names) if names is not None else signature_names
+        return LoadedModel(native, flavor, flavors, feature_names)
+    import mlflow.pyfunc
+
+    return LoadedModel(mlflow.pyfunc.load_model(str(local)), "pyfunc", flavors, signature_names)
+
+
+def logged_model_run(model_uri: str, tracking_uri: str, registry_uri: str | None = None) -> str | None:
+    """The run that logged the model at ``model_uri`` (``runs:/ID/...``, ``models:/m-...``, ``models:/NAME/VERSION``),
+    or None when MLflow knows none."""
+    from mlflow import MlflowClient
+
+    if model_uri.startswith("runs:/"):
+        return model_uri[len("runs:/") :].split("/", 1)[0] or None
+    if not model_uri.startswith("models:/"):
+        return None
+    rest = model_uri[len("models:/") :]
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+    with mlflow_errors(f"reading {model_uri}"):
+        if rest.startswith("m-") and "/" not in rest:
+            return client.get_logged_model(rest).source_run_id or None
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            return client.get_model_version_by_alias(name, alias).run_id or None
+        name, _, version = rest.partition("/")
+        return client.get_model_version(name, version).run_id or None if version else None
+
 
 
 class MonitoringTracker:

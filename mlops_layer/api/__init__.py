@@ -1,8 +1,8 @@
 """The one facade of mlops_layer: plain functions that open adapters, call the core, close them, return results.
 
 One module per capability — ``training`` (init, governed runs, registration, lineage, loading), ``status``,
-``audit``, ``evidence`` (bundles), ``governance`` (cards, check, promote, rollback, approve), ``drift``,
-``monitoring``, ``retrain``, ``report`` (HTML pages) — wired
+``audit``, ``evidence`` (bundles), ``governance`` (cards, check, promote, rollback, approve), ``evaluation`` (the
+layer's own scores on a holdout), ``drift``, ``monitoring``, ``retrain``, ``report`` (HTML pages) — wired
 by ``_wiring``. The CLI, the pipeline stages and users' own scripts all call these; nothing here prints. Heavy
 libraries (mlflow, dvc, pandas, evidently) are imported inside functions, never at module top.
 """
@@ -25,6 +25,7 @@ from mlops_layer.api.audit import (
     verify_audit,
 )
 from mlops_layer.api.drift import drift_check, drift_config, profile_for_training, reference_profile
+from mlops_layer.api.evaluation import evaluate
 from mlops_layer.api.evidence import BundleExport, export_bundle, verify_bundle
 from mlops_layer.api.governance import (
     CardValidation,
@@ -35,7 +36,7 @@ from mlops_layer.api.governance import (
     promote,
     rollback,
 )
-from mlops_layer.api.monitoring import AlertStatus, alert_status, flush_notifications, monitor
+from mlops_layer.api.monitoring import AlertStatus, alert_status, flush_notifications, monitor, monitor_every
 from mlops_layer.api.report import ReportResult, inventory_page, model_page, report
 from mlops_layer.api.retrain import RetrainResult, retrain
 from mlops_layer.api.status import ModelStatus, StatusReport, VersionStatus, status
@@ -78,6 +79,7 @@ __all__ = [
     "checkpoint_audit",
     "drift_check",
     "drift_config",
+    "evaluate",
     "export_audit",
     "export_bundle",
     "flush_notifications",
@@ -90,6 +92,7 @@ __all__ = [
     "log_run_metrics",
     "model_page",
     "monitor",
+    "monitor_every",
     "open_audit",
     "parse_time",
     "profile_for_training",

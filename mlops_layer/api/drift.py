@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mlops_layer.drift.config import DriftConfig
     from mlops_layer.drift.profile import ReferenceProfile
     from mlops_layer.drift.result import DriftResult
+    from mlops_layer.governance.cards import ModelCard
 
 DRIFT_RESULT_ARTIFACT = "mlops/drift_result.json"
 
@@ -53,7 +54,24 @@ def profile_for_training(
         frame = df.assign(
             **{prediction_column: list(predictions) if not hasattr(predictions, "shape") else predictions}
         )
-    return build_profile(frame, columns=columns, exclude=exclude, data_hash=data_hash, source="training").to_dict()
+    if columns and predictions is not None and prediction_column not in columns:
+        columns = [*columns, prediction_column]
+    profile = build_profile(frame, columns=columns, exclude=exclude, data_hash=data_hash, source="training")
+    # the profile says which of its columns is the prediction, so nothing else is needed to read it back
+    return profile.with_roles({prediction_column: "prediction"} if predictions is not None else {}).to_dict()
+
+
+def model_card_or_none(cfg: Settings, name: str, warnings: list[str]) -> ModelCard | None:
+    """The model card of ``name`` for its column roles (None without one; an unreadable card only warns here)."""
+    from mlops_layer.governance.cards import load_card
+
+    try:
+        return load_card(cfg.cards_dir, name)
+    except NotFoundError:
+        return None
+    except MlopsError as exc:
+        warnings.append(f"the model card could not be read, its column roles were not used: {exc.message}")
+        return None
 
 
 def model_reference(registry: MlflowRegistry, name: str, ref: str | None) -> tuple[VersionInfo, ReferenceProfile]:
@@ -259,6 +277,14 @@ def drift_check(
             info = registry.resolve(name, ref)
 
     notes: list[str] = []
+    if name is not None and not columns and not exclude:  # the card's column roles, unless overridden for this run
+        card = model_card_or_none(cfg, name, notes)
+        if card is not None:
+            roles = card.columns
+            drop = tuple(c for c in roles.non_features if c != roles.prediction)
+            drift_cfg = drift_cfg.with_columns(roles.include or None, drop)
+    if drift_cfg.prediction_column is None and profile.prediction_column:
+        drift_cfg = dataclasses.replace(drift_cfg, prediction_column=profile.prediction_column)
     pred_col = drift_cfg.prediction_column
     if pred_col and pred_col not in batch_columns:
         # A plain batch carries features only; `mlops monitor` scores it with the model and compares predictions.

@@ -83,13 +83,15 @@ def _lineage_probe(cfg: Settings) -> Any:
 
 def _governance(cfg: Settings, trail: AuditTrailView) -> Governance:
     """The promotion flow wired to MLflow, the open audit trail, the governance files and the signers file."""
+    from mlops_layer.api.evaluation import evaluator
     from mlops_layer.governance.approvals import default_verifier
     from mlops_layer.governance.cards import load_card
     from mlops_layer.governance.policy import load_policy
     from mlops_layer.governance.promotion import Governance, file_locks
 
+    registry = _wiring.registry(cfg)
     return Governance(
-        registry=_wiring.registry(cfg),
+        registry=registry,
         trail=trail,
         policy=load_policy(cfg.policy_file),
         load_card=lambda model: load_card(cfg.cards_dir, model),
@@ -97,6 +99,7 @@ def _governance(cfg: Settings, trail: AuditTrailView) -> Governance:
         verifier=default_verifier(),
         locks=file_locks(cfg.state_dir),
         lineage_probe=_lineage_probe(cfg),
+        evaluator=evaluator(cfg, registry),
     )
 
 

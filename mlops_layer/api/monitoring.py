@@ -33,10 +33,12 @@ class _MonitorDrift:
             warnings.append(f"drift was not checked: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
             return
         self.config = drift_config(info.name, settings=cfg)
-        pred_col = self.config.prediction_column
+        # the profile says which of its columns holds the training predictions; the policy may name another
+        pred_col = self.config.prediction_column or self.profile.prediction_column
         if pred_col and pred_col not in self.profile.columns:
             warnings.append(f"the reference profile has no {pred_col!r} column: prediction drift was not checked")
-            self.config = dataclasses.replace(self.config, prediction_column=None)
+            pred_col = None
+        self.config = dataclasses.replace(self.config, prediction_column=pred_col)
 
     def check(self, frame: Any, predictions: Any) -> DriftResult | None:
         from mlops_layer.drift.gate import check
@@ -71,30 +73,79 @@ def monitor(
     notifications: Any = None,
     settings: Settings | None = None,
 ) -> MonitorResult:
-    """Monitor one production batch of the version serving ``NAME@ALIAS`` (or ``NAME/VERSION``).
+    """Monitor one production batch of the version serving ``NAME@ALIAS`` (or ``NAME/VERSION``), of any flavor.
 
     Drift against the version's reference profile, the prediction distribution, and with ``labels`` (the column
-    holding true outcomes) the metrics the version was promoted on; the batch is logged as a point in time in the
-    MLflow experiment ``monitoring/<model>`` and audited (``monitor.batch``); the policy's alert rules run and the
-    model card's stakeholders are notified when an alert fires or clears (``alert.fired``/``alert.cleared``; a
-    failed delivery is ``notification.failed`` and waits in the outbox). ``at`` (a datetime) backdates the batch;
-    ``rules`` (AlertRule list) and ``notifications`` (NotifierConfig) override the project's files.
+    holding true outcomes; default: the card's ``columns.target`` when the batch has it) the metrics the version was
+    promoted on (its independent evaluation when it has one) plus the task's defaults; the batch is logged as a point
+    in time in the MLflow experiment ``monitoring/<model>`` and audited (``monitor.batch``); the policy's alert rules
+    run and the model card's stakeholders are notified when an alert fires or clears (``alert.fired``/
+    ``alert.cleared``; a failed delivery is ``notification.failed`` and waits in the outbox). With a
+    ``columns.timestamp`` on the card the batch is placed at its data time (its newest row), and a batch older than
+    the newest monitored is a backfill; otherwise at ``at`` (a datetime) or now. ``rules`` (AlertRule list) and
+    ``notifications`` (NotifierConfig) override the project's files.
     Returns a :class:`mlops_layer.monitoring.monitor.MonitorResult`.
     """
+    return _monitor(name_at_alias, batch, labels, report, at, rules, notifications, settings, every=None)[0]
+
+
+def monitor_every(
+    name_at_alias: str,
+    batch: Path | str,
+    every: str,
+    *,
+    labels: str | None = None,
+    rules: Any = None,
+    notifications: Any = None,
+    settings: Settings | None = None,
+) -> list[MonitorResult]:
+    """Monitor a file spanning several periods as one batch per period (``every``: ``1d``, ``6h``, ``30min``,
+    ``1w``), oldest first, split on the card's ``columns.timestamp``. Each part is recorded with the file's content
+    hash and its own time range. Returns one ``MonitorResult`` per non-empty period."""
+    return _monitor(name_at_alias, batch, labels, None, None, rules, notifications, settings, every=every)
+
+
+def _evaluated_metrics(cfg: Settings, name: str, version: str) -> dict[str, float]:
+    """The metrics of the latest independent evaluation of ``name`` v``version`` in the audit trail ({}: none)."""
+    from mlops_layer.audit import actions
+
+    latest: dict[str, float] = {}
+    with _wiring.audit_store(cfg) as trail:
+        for entry in trail.entries(model=name, action=actions.EVALUATION_RECORDED):
+            if str(entry.subject.get("version")) == str(version):
+                latest = {k: float(v) for k, v in dict((entry.details or {}).get("metrics") or {}).items()}
+    return latest
+
+
+def _monitor(
+    name_at_alias: str,
+    batch: Path | str,
+    labels: str | None,
+    report: Path | str | None,
+    at: Any,
+    rules: Any,
+    notifications: Any,
+    settings: Settings | None,
+    *,
+    every: str | None,
+) -> list[MonitorResult]:
     import time
     from datetime import datetime, timezone
 
     from mlops_layer.adapters.mlflow import MonitoringTracker
-    from mlops_layer.adapters.sklearn import ServingModel
+    from mlops_layer.api.drift import model_card_or_none
     from mlops_layer.api.training import load_registered
     from mlops_layer.audit.acting import ActingTrail
     from mlops_layer.drift.io import file_digest
+    from mlops_layer.governance.cards import ColumnRoles
     from mlops_layer.lineage import parse_model_ref
+    from mlops_layer.monitoring import datatime
     from mlops_layer.monitoring import dispatch as notices
     from mlops_layer.monitoring.alerts import load_alert_rules
     from mlops_layer.monitoring.monitor import BatchInput, read_batch, run_batch
     from mlops_layer.monitoring.notifiers import deliver, dispatch, notice_payload
     from mlops_layer.monitoring.scoring import promoted_metrics
+    from mlops_layer.monitoring.serving import ServingModel
     from mlops_layer.monitoring.state import monitoring_dir
 
     cfg = _wiring.resolve(settings)
@@ -102,9 +153,6 @@ def monitor(
     if ref is None:
         raise InputError(f"{name_at_alias!r} names no serving version", hint="use NAME@ALIAS, e.g. churn@champion")
     alias = ref if "@" in name_at_alias else None
-    when = at or datetime.now(timezone.utc)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
     alert_rules = list(rules) if rules is not None else load_alert_rules(cfg.policy_file)
     factory = notices.notifier_factory(cfg, notifications)
     path = Path(batch)
@@ -117,60 +165,95 @@ def monitor(
     started = time.perf_counter()
     registry = _wiring.registry(cfg)
     info = registry.resolve(name, ref)
-    promoted = promoted_metrics(registry.get_run(info.run_id).metrics) if info.run_id else {}
-    model = ServingModel(load_registered(cfg, info.name, info.version))
+    card = model_card_or_none(cfg, info.name, warnings)
+    roles = card.columns if card is not None else ColumnRoles()
+    columns = [str(c) for c in frame.columns]
+    if labels is None and roles.target and roles.target in columns:
+        labels = roles.target
+    # the baseline: what the layer measured itself on the holdout when it has, else what the run logged
+    promoted = _evaluated_metrics(cfg, info.name, info.version)
+    if not promoted and info.run_id:
+        promoted = promoted_metrics(registry.get_run(info.run_id).metrics)
+    loaded = load_registered(cfg, info.name, info.version)
+    features = loaded.feature_names
+    if features is None:  # the model does not say: every column the card does not give another role
+        features = tuple(c for c in roles.features(columns) if c != labels)
+    model = ServingModel(loaded.model, feature_names=features, task=roles.task, non_features=roles.non_features)
     drift = _MonitorDrift(cfg, registry, info, warnings)
     load_s = time.perf_counter() - started
     recipients = notices.stakeholders(cfg, info.name, warnings)
     outbox = notices.outbox(cfg)
     tracker = MonitoringTracker(cfg.tracking_uri, cfg.registry_uri, cfg.artifact_location, info.name)
     report_dir = monitoring_dir(cfg.state_dir) / "reports" / info.name
-    inp = BatchInput(
-        model=info.name,
-        alias=alias,
-        version=info.version,
-        batch_path=path.resolve(),
-        frame=frame,
-        labels=labels,
-        promoted=promoted,
-        experiment=tracker.experiment,
-        timestamp=when,
-        batch_sha256=digest,
-    )
-    with _wiring.audit_store(cfg) as store:
-        result = run_batch(
-            inp,
-            model=model,
-            drift=drift.check,
-            report=(
-                lambda seq: drift.report(Path(report) if report is not None else report_dir / f"batch-{seq:06d}.html")
+
+    parts: list[tuple[Any, Any]]
+    if every is not None:
+        if not roles.timestamp:
+            raise InputError(
+                f"--every needs a timestamp column, and the card of {info.name!r} names none",
+                hint="add columns: {timestamp: COLUMN} to the model card",
             )
-            if drift.profile is not None
-            else None,
-            report_always=report is not None,
-            tracking=tracker,
-            trail=ActingTrail(store, cfg.actor),
-            notify=lambda events: dispatch(events, recipients, factory, outbox),
-            notify_rejected=lambda problems: deliver(
-                notice_payload(
-                    "batch.rejected",
-                    f"{info.name} v{info.version}: production batch {path.name} refused (schema changed)",
-                    {"model": info.name, "version": info.version, "batch": str(path), "problems": list(problems)},
+        parts = list(datatime.split(frame, roles.timestamp, every, source=path.name))
+    elif roles.timestamp and roles.timestamp in columns:
+        parts = [(datatime.time_range(frame, roles.timestamp, source=path.name), frame)]
+    else:
+        parts = [(None, frame)]
+    results: list[MonitorResult] = []
+    with _wiring.audit_store(cfg) as store:
+        for span, part in parts:
+            when = at or (span.end if span is not None else datetime.now(timezone.utc))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            inp = BatchInput(
+                model=info.name,
+                alias=alias,
+                version=info.version,
+                batch_path=path.resolve(),
+                frame=part,
+                labels=labels,
+                promoted=promoted,
+                experiment=tracker.experiment,
+                timestamp=when,
+                batch_sha256=digest,
+                time_range=span,
+            )
+            result = run_batch(
+                inp,
+                model=model,
+                drift=drift.check,
+                report=(
+                    lambda seq: drift.report(
+                        Path(report) if report is not None else report_dir / f"batch-{seq:06d}.html"
+                    )
+                )
+                if drift.profile is not None
+                else None,
+                report_always=report is not None,
+                tracking=tracker,
+                trail=ActingTrail(store, cfg.actor),
+                notify=lambda events: dispatch(events, recipients, factory, outbox),
+                notify_rejected=lambda problems: deliver(
+                    notice_payload(
+                        "batch.rejected",
+                        f"{info.name} v{info.version}: production batch {path.name} refused (schema changed)",
+                        {"model": info.name, "version": info.version, "batch": str(path), "problems": list(problems)},
+                    ),
+                    [r for r in recipients if r.wants_any("batch.rejected", "schema")],
+                    factory,
+                    outbox,
+                    reference=f"{info.name}:batch.rejected",
                 ),
-                [r for r in recipients if r.wants_any("batch.rejected", "schema")],
-                factory,
-                outbox,
-                reference=f"{info.name}:batch.rejected",
-            ),
-            rules=alert_rules,
-            state_dir=cfg.state_dir,
-        )
-    result = dataclasses.replace(
-        result,
-        warnings=(*warnings, *result.warnings),
-        timings={"read": read_s, "load_model": load_s, **result.timings},
-    )
-    return result
+                rules=alert_rules,
+                state_dir=cfg.state_dir,
+            )
+            results.append(
+                dataclasses.replace(
+                    result,
+                    warnings=(*warnings, *result.warnings),
+                    timings={"read": read_s, "load_model": load_s, **result.timings},
+                )
+            )
+    return results
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from mlops_layer.errors import InputError, NotFoundError
 from mlops_layer.lineage import TAG_LINEAGE, Lineage
 
 if TYPE_CHECKING:
-    from mlops_layer.adapters.mlflow import MlflowRegistry, MlflowTracking, VersionInfo
+    from mlops_layer.adapters.mlflow import LoadedModel, MlflowRegistry, MlflowTracking, VersionInfo
 
 GOVERNANCE_GITIGNORE = (".mlops/", "mlflow.db", "mlartifacts/", "mlruns/")
 
@@ -83,13 +83,22 @@ class GovernedRun:
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
         self.tracking.log_dict(data, artifact_file)
 
-    def log_model(self, model: Any, *, input_example: Any = None, pip_requirements: list[str] | None = None) -> str:
-        """Log a scikit-learn model under ``model`` with explicit requirements (no ~8 s inference)."""
-        from mlops_layer.lineage import environment_info
-
-        env = environment_info()
-        reqs = pip_requirements or [f"scikit-learn=={env.get('scikit-learn', '')}".rstrip("="), "pandas<3"]
-        return str(self.tracking.log_sklearn_model(model, "model", reqs, input_example=input_example))
+    def log_model(
+        self,
+        model: Any,
+        *,
+        flavor: str | None = None,
+        input_example: Any = None,
+        pip_requirements: list[str] | None = None,
+    ) -> str:
+        """Log ``model`` under ``model`` with its MLflow flavor (scikit-learn, XGBoost, LightGBM, a
+        ``mlflow.pyfunc.PythonModel``... detected unless ``flavor`` is given) and explicit pip requirements (no ~8 s
+        inference). Returns the model URI."""
+        return str(
+            self.tracking.log_model(
+                model, "model", flavor=flavor, pip_requirements=pip_requirements, input_example=input_example
+            )
+        )
 
     def log_reference_profile(
         self, frame: Any, *, predictions: Any = None, data_path: str | None = None, **kwargs: Any
@@ -166,8 +175,9 @@ def governed_run(
 def load_model(ref: str, *, settings: Settings | None = None) -> Any:
     """Load a model: ``NAME/VERSION``, ``NAME@ALIAS`` or any MLflow model URI (``runs:/...``, ``models:/...``).
 
-    A registered version is loaded only if its files match the sha256 digests the audit trail recorded when it was
-    registered (AuditIntegrityError otherwise).
+    scikit-learn, XGBoost and LightGBM models come back as their native objects (``predict_proba``), any other
+    flavor as MLflow's pyfunc model. A registered version is loaded only if its files match the sha256 digests the
+    audit trail recorded when it was registered (AuditIntegrityError otherwise).
     """
     from mlops_layer.adapters.mlflow import load_model as _load
 
@@ -180,12 +190,11 @@ def load_model(ref: str, *, settings: Settings | None = None) -> Any:
     if version is None:
         raise InputError(f"model reference {ref!r} names no version", hint="use NAME/VERSION or NAME@ALIAS")
     info = _wiring.registry(cfg).resolve(name, version)
-    return load_registered(cfg, info.name, info.version)
+    return load_registered(cfg, info.name, info.version).model
 
 
-def load_registered(cfg: Settings, name: str, version: str) -> Any:
-    """Load a registered version after checking its files against the digests recorded at registration."""
-    from mlops_layer.adapters.mlflow import load_model as _load
+def registered_digests(cfg: Settings, name: str, version: str) -> dict[str, str] | None:
+    """The per-file sha256 the audit trail recorded when ``name`` v``version`` was registered (None: none)."""
     from mlops_layer.audit import actions
 
     expected: dict[str, str] | None = None
@@ -193,7 +202,16 @@ def load_registered(cfg: Settings, name: str, version: str) -> Any:
         for entry in trail.entries(model=name, action=actions.MODEL_REGISTERED):
             if str(entry.subject.get("version")) == str(version):
                 expected = dict((entry.details or {}).get("artifacts") or {}) or None
-    return _load(f"models:/{name}/{version}", cfg.tracking_uri, cfg.registry_uri, expected_digests=expected)
+    return expected
+
+
+def load_registered(cfg: Settings, name: str, version: str) -> LoadedModel:
+    """Load a registered version of any flavor after checking its files against the digests recorded at
+    registration: the native model when the layer knows its flavor, pyfunc otherwise, and its input columns."""
+    from mlops_layer.adapters.mlflow import load_serving
+
+    expected = registered_digests(cfg, name, version)
+    return load_serving(f"models:/{name}/{version}", cfg.tracking_uri, cfg.registry_uri, expected_digests=expected)
 
 
 def log_run_metrics(run_id: str, metrics: dict[str, float], *, settings: Settings | None = None) -> None:
@@ -205,19 +223,25 @@ def log_run_metrics(run_id: str, metrics: dict[str, float], *, settings: Setting
 
 @dataclass(frozen=True)
 class Registration:
-    """A governed model version: the version, where it came from, and its audit entry."""
+    """A registered model version: the version, where it came from, and its audit entry.
+
+    ``governed`` is False for a model logged outside a governed run (``lineage`` None): it has no lineage to show,
+    and a ``lineage_clean`` rule refuses it.
+    """
 
     model: str
     version: str
-    run_id: str
+    run_id: str | None
     model_uri: str
-    lineage: Lineage
+    lineage: Lineage | None
     audit_seq: int | None
+    governed: bool = True
+    warnings: tuple[str, ...] = ()
 
 
 def register(
     name: str,
-    run_id: str,
+    run_id: str | None = None,
     *,
     stage: str = "train",
     model_uri: str | None = None,
@@ -243,15 +267,19 @@ def register(
 
     cfg = _wiring.resolve(settings, root)
     validate_model_name(name)
-    lock = dvc.read_stage(cfg.root, stage)
+    if run_id is None and model_uri is None:
+        raise InputError("name the run or the model to register", hint="give run_id, model_uri, or both")
     registry = _wiring.registry(cfg)
-    run = registry.get_run(run_id)
-    base = Lineage.from_dict(json.loads(run.tags[TAG_LINEAGE])) if TAG_LINEAGE in run.tags else None
-    if base is None:
-        raise InputError(
-            f"run {run_id} was not opened by a governed run (no {TAG_LINEAGE} tag)",
-            hint="train inside `api.governed_run(...)` so lineage is captured",
-        )
+    if run_id is None and model_uri is not None:
+        from mlops_layer.adapters.mlflow import logged_model_run
+
+        run_id = logged_model_run(model_uri, cfg.tracking_uri, cfg.registry_uri)
+    run = registry.get_run(run_id) if run_id else None
+    if run is None or TAG_LINEAGE not in run.tags:
+        return _register_ungoverned(cfg, registry, name, model_uri or f"runs:/{run_id}/model", run)
+    assert run_id is not None
+    lock = dvc.read_stage(cfg.root, stage)
+    base = Lineage.from_dict(json.loads(run.tags[TAG_LINEAGE]))
     lineage = dataclasses.replace(
         base,
         stage=stage,
@@ -325,6 +353,37 @@ class _RecordedByServer:
 
     def append(self, *_args: Any, **_kwargs: Any) -> None:
         return None
+def _register_ungoverned(cfg: Settings, registry: MlflowRegistry, name: str, uri: str, run: Any) -> Registration:
+    """Register a model the user logged with ``mlflow.<flavor>.log_model`` themselves: no lineage to copy, so the
+    version says so (tag ``mlops.lineage.governed=false``, audit detail ``governed: false``)."""
+    from mlops_layer.audit import actions
+    from mlops_layer.lineage import TAG_AUDIT_SEQ, TAG_REGISTERED_BY, TAG_RUN, TAG_TRAINED_BY
+    from mlops_layer.tags import LINEAGE_GOVERNED
+
+    run_id = run.run_id if run is not None else None
+    why = (
+        f"run {run_id} was not opened by a governed run" if run_id else f"{uri} was logged outside any run"
+    ) + ": the version has no governed lineage (no commit, data hashes or params); a lineage_clean rule refuses it"
+    with _wiring.acting_trail(cfg) as trail:
+        trail.append(
+            actions.MODEL_REGISTER_STARTED,
+            subject={"model": name},
+            run_id=run_id,
+            details={"model_uri": uri, "governed": False},
+        )
+        digests = registry.artifact_digests(uri)  # before the registry moves: a failure here leaves nothing behind
+        tags = {LINEAGE_GOVERNED: "false", TAG_REGISTERED_BY: cfg.actor}
+        if run is not None:
+            tags.update({TAG_RUN: run.run_id, TAG_TRAINED_BY: run.user or ""})
+        version = registry.register(name, uri, run_id, tags)
+        seq = trail.append(
+            actions.MODEL_REGISTERED,
+            subject={"model": name, "version": version.version},
+            run_id=run_id,
+            details={"model_uri": uri, "source": version.source, "governed": False, "artifacts": digests},
+        )
+    _wiring.mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: seq})
+    return Registration(name, version.version, run_id, uri, None, seq, governed=False, warnings=(why,))
 
 
 @dataclass(frozen=True)

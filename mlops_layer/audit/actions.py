@@ -20,6 +20,8 @@ POLICY_CHANGED = "policy.changed"
 # the governing server's registry guard: a change to governed evidence (alias delete, version/model delete, rename,
 # mlops.* version tags, a registered version's run), decision "allowed" (admin) or "refused"
 REGISTRY_GUARD = "registry.guard"
+# independent evaluation: the layer's own scores of a version on a DVC-tracked holdout (reused while unchanged)
+EVALUATION_RECORDED = "evaluation.recorded"
 
 # drift and monitoring
 DRIFT_CHECKED = "drift.checked"
@@ -54,6 +56,7 @@ ALL_ACTIONS = (
     CARD_CHANGED,
     POLICY_CHANGED,
     REGISTRY_GUARD,
+    EVALUATION_RECORDED,
     DRIFT_CHECKED,
     MONITOR_BATCH,
     ALERT_FIRED,

@@ -10,6 +10,7 @@ import typer
 from mlops_layer.cli.app import app, new_app
 from mlops_layer.cli.options import json_option
 from mlops_layer.cli.render import console, ok_mark, print_json, table
+from mlops_layer.errors import InputError
 
 alerts_app = new_app("Alert state of monitored models and queued notifications.")
 app.add_typer(alerts_app, name="alerts")
@@ -34,17 +35,37 @@ def monitor_cmd(
     fail_on_alert: bool = typer.Option(
         False, "--fail-on-alert", help="Exit 1 when an alert is open after this batch (for schedulers)."
     ),
+    every: str = typer.Option(
+        None,
+        "--every",
+        help="Split a file spanning several periods on the card's timestamp column: 1d, 6h, 30min, 1w.",
+    ),
     json_out: bool = json_option(),
 ) -> None:
     """Score a production batch against the serving version: drift, predictions and, with labels, its metrics.
 
     The batch becomes a point in time in the MLflow experiment monitoring/<model> and an audit entry; the alert
     rules of governance/policy.yaml run, and the model card's stakeholders are told when an alert fires or clears.
+    The card's columns: section names the label, id and timestamp columns; with a timestamp the batch is placed at
+    its data time, and --every monitors each period of the file as its own batch, oldest first.
 
     Example: mlops monitor churn@champion --batch batches/2025-03-01.csv --labels churned --json
+    Example: mlops monitor churn@champion --batch backfill-march.csv --every 1d
     """
     from mlops_layer import api
 
+    if every is not None:
+        if report is not None:
+            raise InputError("--report names one file; it cannot be combined with --every")
+        results = api.monitor_every(ref, batch, every, labels=labels)
+        if json_out:
+            print_json([r.to_dict() for r in results])
+        else:
+            for result in results:
+                _render(result)
+        if fail_on_alert and results and results[-1].open_alerts:
+            raise typer.Exit(1)
+        return
     result = api.monitor(ref, batch, labels=labels, report=report)
     if json_out:
         print_json(result.to_dict())  # to_dict: rule assessments under "rules", webhook URLs redacted
@@ -57,6 +78,9 @@ def monitor_cmd(
 def _render(result: Any) -> None:
     where = f"{result.model}@{result.alias}" if result.alias else result.model
     console.print(f"[bold]{where}[/] v{result.version} · batch #{result.seq} · {result.rows} rows · {result.timestamp}")
+    if result.time_range:
+        span = f"data {result.time_range['start']} .. {result.time_range['end']}"
+        console.print(span + (" [yellow](backfill: alert state unchanged)[/]" if result.backfill else ""))
     if result.drift_share is not None:
         cols = ", ".join(result.drifted_columns[:8]) + (" ..." if len(result.drifted_columns) > 8 else "")
         console.print(f"drift share {result.drift_share:.2f}" + (f" (drifted: {cols})" if cols else ""))

@@ -369,8 +369,15 @@ def plan(profile: ReferenceProfile, batch_columns: list[str], cfg: DriftConfig) 
                 hint=f"reference columns: {', '.join(list(profile.columns)[:30])}",
             )
 
+    roles = profile.roles  # a column the profile holds as a prediction, target, id... is no feature to compare
+
     def wanted(c: str) -> bool:
-        return c != pred and c not in cfg.exclude and (cfg.include is None or c in cfg.include)
+        return (
+            c != pred
+            and roles.get(c, "feature") == "feature"
+            and c not in cfg.exclude
+            and (cfg.include is None or c in cfg.include)
+        )
 
     ref_cols = [c for c in profile.columns if wanted(c)]
     problems: list[str] = []

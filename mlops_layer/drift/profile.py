@@ -143,6 +143,34 @@ class ReferenceProfile:
 
         return replace(self, data_hash=data_hash, source=source if source is not None else self.source)
 
+    @property
+    def roles(self) -> dict[str, str]:
+        """The role of each column it holds (``feature``, ``prediction``, ...), as recorded when it was built.
+
+        Profiles written before roles were recorded say nothing; a column named ``prediction`` in them is the one
+        ``log_reference_profile`` added (its default name), so it is read back as the prediction.
+        """
+        recorded = self.meta.get("roles")
+        if isinstance(recorded, Mapping):
+            return {str(k): str(v) for k, v in recorded.items()}
+        return {c: ("prediction" if c == "prediction" else "feature") for c in self.columns}
+
+    @property
+    def prediction_column(self) -> str | None:
+        return next((c for c, r in self.roles.items() if r == "prediction"), None)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        roles = self.roles
+        return tuple(c for c in self.columns if roles.get(c, "feature") == "feature")
+
+    def with_roles(self, roles: Mapping[str, str]) -> ReferenceProfile:
+        """This profile with the role of each column recorded (columns not named are features)."""
+        from dataclasses import replace
+
+        full = {c: str(roles.get(c, "feature")) for c in self.columns}
+        return replace(self, meta={**dict(self.meta), "roles": full})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": self.schema_version,
@@ -453,6 +481,7 @@ def build_profile(
         bins=bins,
         top_k=top_k,
         source=source,
+        meta={"roles": dict.fromkeys(profiles, "feature")},
     )
 
 

@@ -53,6 +53,60 @@ class Retraining:
     trigger_notes: str = ""
 
 
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class ColumnRoles:
+    """What each column of the model's data is, declared once on the card (``columns:``).
+
+    ``id`` and ``timestamp`` columns are never features; ``target`` holds the true outcome (labels in monitoring,
+    the holdout's truth in evaluation); ``prediction`` is the model's output column in a reference profile;
+    ``include``/``exclude`` narrow the features (empty ``include``: every other column).
+    """
+
+    id: tuple[str, ...] = ()
+    timestamp: str | None = None
+    target: str | None = None
+    prediction: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    task: str | None = None  # classification | regression (None: told by the model)
+
+    @property
+    def non_features(self) -> tuple[str, ...]:
+        named = (*self.id, self.timestamp, self.target, self.prediction, *self.exclude)
+        return tuple(dict.fromkeys(c for c in named if c))
+
+    def role_of(self, column: str) -> str:
+        if column in self.id:
+            return "id"
+        if column == self.timestamp:
+            return "timestamp"
+        if column == self.target:
+            return "target"
+        if column == self.prediction:
+            return "prediction"
+        if column in self.exclude or (self.include and column not in self.include):
+            return "ignored"
+        return "feature"
+
+    def features(self, columns: Any) -> list[str]:
+        """The feature columns among ``columns``, in their order."""
+        return [str(c) for c in columns if self.role_of(str(c)) == "feature"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": list(self.id),
+            "timestamp": self.timestamp,
+            "target": self.target,
+            "prediction": self.prediction,
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "task": self.task,
+        }
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Governance metadata of one model. ``card_hash`` is the git blob hash of the file it was read from."""
@@ -71,6 +125,8 @@ class ModelCard:
     stakeholders: tuple[Stakeholder, ...] = ()
     description: str = ""
     limitations: str = ""
+    columns: ColumnRoles = field(default_factory=ColumnRoles)
+    evaluation_data: str | None = None  # the holdout's DVC path for independent evaluation (``evaluation: {data}``)
     path: str = ""
     card_hash: str = ""
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
@@ -85,7 +141,9 @@ class ModelCard:
         return value is not None and value != "" and value != ()
 
 
-CARD_FIELDS = tuple(f.name for f in fields(ModelCard) if f.name not in ("path", "card_hash", "lines"))
+CARD_FIELDS = tuple(
+    f.name for f in fields(ModelCard) if f.name not in ("path", "card_hash", "lines", "columns", "evaluation_data")
+)
 SUBFIELDS = {
     "sla": ("availability_percent", "max_latency_ms", "support_hours"),
     "retraining": ("method", "cadence", "trigger_notes"),
@@ -149,6 +207,8 @@ def parse_card(data: bytes, file: str, name: str) -> ModelCard:
     stakeholders = tuple(_stakeholder(item) for item in stakeholders_node.sequence()) if stakeholders_node else ()
     description = top.get("description")
     limitations = top.get("limitations")
+    columns_node = top.get("columns")
+    evaluation_node = top.get("evaluation")
     top.finish()
     if code_shareable and sensitivity == "restricted":
         top.items["code_shareable"].fail(
@@ -169,10 +229,62 @@ def parse_card(data: bytes, file: str, name: str) -> ModelCard:
         stakeholders=stakeholders,
         description=description.string(allow_empty=True) if description else "",
         limitations=limitations.string(allow_empty=True) if limitations else "",
+        columns=_columns(columns_node) if columns_node else ColumnRoles(),
+        evaluation_data=_evaluation(evaluation_node) if evaluation_node else None,
         path=file,
         card_hash=git_blob_hash(data),
         lines=lines,
     )
+
+
+def _columns(node: Located) -> ColumnRoles:
+    f = Fields(node, allowed=("id", "timestamp", "target", "prediction", "features", "task"))
+    f.finish()
+    ids_node = f.get("id")
+    ids: tuple[str, ...] = ()
+    if ids_node is not None:
+        ids = ids_node.strings() if isinstance(ids_node.value, list) else (ids_node.string(),)
+    single = {
+        key: (item.string() if item else None) for key in ("timestamp", "target", "prediction") for item in [f.get(key)]
+    }
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    features = f.get("features")
+    if features is not None:
+        if isinstance(features.value, list):
+            include = features.strings()
+        else:
+            ff = Fields(features, allowed=("include", "exclude"))
+            ff.finish()
+            inc, exc = ff.get("include"), ff.get("exclude")
+            include = inc.strings() if inc else ()
+            exclude = exc.strings() if exc else ()
+    task = f.get("task")
+    roles = ColumnRoles(
+        id=ids,
+        timestamp=single["timestamp"],
+        target=single["target"],
+        prediction=single["prediction"],
+        include=include,
+        exclude=exclude,
+        task=task.choice(TASKS) if task else None,
+    )
+    named = [*ids, *(v for v in single.values() if v)]
+    for column in named:
+        if named.count(column) > 1:
+            node.fail(
+                f"column {column!r} is given two roles",
+                hint="a column is an id, a timestamp, the target or the prediction",
+            )
+        if column in include:
+            node.fail(f"column {column!r} is both a feature and the {roles.role_of(column)}")
+    return roles
+
+
+def _evaluation(node: Located) -> str:
+    f = Fields(node, allowed=("data",))
+    f.finish()
+    return f.need("data", hint="the DVC-tracked holdout file, e.g. data: data/holdout.csv").string()
 
 
 def _sla(node: Located) -> ServiceLevel:

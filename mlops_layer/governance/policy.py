@@ -106,7 +106,36 @@ class Approvals:
     line: int = 0
 
 
-Rule: TypeAlias = MetricThreshold | NoRegression | LineageClean | CardFields | PromotionOrder | DriftPassed | Approvals
+@dataclass(frozen=True)
+class EvaluationMetric:
+    """One metric the layer computes itself on the holdout: bounds, and how much worse than the holder it may be
+    (``max_regression``, absolute, in the metric's own units; 0 = no worse; None = not compared)."""
+
+    metric: str
+    direction: str
+    min: float | None = None
+    max: float | None = None
+    max_regression: float | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Independent evaluation: the layer scores the candidate and the current holder on the same holdout.
+
+    ``data`` is the holdout's DVC-tracked path (None: the card's ``evaluation.data``); ``target`` its label column
+    (None: the card's ``columns.target``). Never reads metrics a run logged about itself.
+    """
+
+    metrics: tuple[EvaluationMetric, ...]
+    data: str | None = None
+    target: str | None = None
+    name: str = ""
+    line: int = 0
+
+
+Rule: TypeAlias = (
+    MetricThreshold | NoRegression | LineageClean | CardFields | PromotionOrder | DriftPassed | Approvals | Evaluation
+)
 RULE_TYPES: dict[str, str] = {
     "metric_threshold": "metric, min and/or max",
     "no_regression": "metric, direction (higher|lower), min_delta and/or min_relative",
@@ -115,6 +144,7 @@ RULE_TYPES: dict[str, str] = {
     "promotion_order": "must_have_held, min_days, must_still_hold",
     "drift_passed": "max_age_days",
     "approvals": "count, roles, require_each_role, exclude_trainer, exclude_registrant, max_age_days",
+    "evaluation": "metrics: {NAME: {min, max, max_regression, direction}}, data (DVC path), target",
 }
 
 
@@ -133,6 +163,7 @@ RULE_FIELDS: dict[str, tuple[str, ...]] = {
         "exclude_registrant",
         "max_age_days",
     ),
+    "evaluation": ("metrics", "data", "target"),
 }
 
 
@@ -145,6 +176,7 @@ def rule_type(rule: Rule) -> str:
         PromotionOrder: "promotion_order",
         DriftPassed: "drift_passed",
         Approvals: "approvals",
+        Evaluation: "evaluation",
     }[type(rule)]
 
 
@@ -338,7 +370,7 @@ def _rule(node: Located) -> Rule:
         rule = MetricThreshold(metric=metric, min=low, max=high, name=name, line=line)
     elif kind == "no_regression":
         metric = f.need("metric").string()
-        direction = f.need("direction", hint="higher (bigger is better) or lower").choice(DIRECTIONS)
+        direction = _direction(f.get("direction"), metric, node)
         delta, rel = f.get("min_delta"), f.get("min_relative")
         rule = NoRegression(
             metric=metric,
@@ -370,6 +402,8 @@ def _rule(node: Located) -> Rule:
             name=name,
             line=line,
         )
+    elif kind == "evaluation":
+        rule = _evaluation_rule(f, node, name)
     elif kind == "drift_passed":
         age = f.get("max_age_days")
         rule = DriftPassed(max_age_days=age.number(minimum=0.0) if age else None, name=name, line=line)
@@ -396,6 +430,67 @@ def _rule(node: Located) -> Rule:
                 f"require_each_role needs at least one approver per role: count {rule.count} < {len(rule.roles)} roles"
             )
     return rule
+
+
+def _direction(given: Located | None, metric: str, where: Located) -> str:
+    """A rule's ``direction:``, or the metric's own when the layer knows the metric."""
+    from mlops_layer.metrics import available, direction_of
+
+    if given is not None:
+        return given.choice(DIRECTIONS)
+    known = direction_of(metric, root=Path.cwd())
+    if known is None:
+        where.fail(
+            f"metric {metric!r} is not one the layer knows, so its direction must be given (direction: higher|lower)",
+            hint=f"known metrics: {', '.join(available())}; or a custom 'module:function'",
+        )
+    return known
+
+
+def _evaluation_rule(f: Fields, node: Located, name: str) -> Evaluation:
+    from mlops_layer.metrics import resolve
+
+    metrics_node = f.need("metrics", hint="e.g. metrics: {roc_auc: {min: 0.9, max_regression: 0.01}}")
+    out: list[EvaluationMetric] = []
+    for metric, body in metrics_node.mapping().items():
+        try:
+            spec = resolve(metric, root=Path.cwd())
+        except ConfigError as exc:
+            body.fail(exc.message, hint=exc.hint)
+        settings = (
+            Fields(body, allowed=("min", "max", "max_regression", "direction")) if body.value is not None else None
+        )
+        if settings is None:
+            body.fail(f"metric {metric!r} needs min, max and/or max_regression")
+        settings.finish()
+        lo, hi, margin = settings.get("min"), settings.get("max"), settings.get("max_regression")
+        if lo is None and hi is None and margin is None:
+            body.fail(f"metric {metric!r} needs min, max and/or max_regression")
+        given = settings.get("direction")
+        if given is None and spec.direction is None:
+            body.fail(
+                f"custom metric {metric!r} does not say its direction",
+                hint="add direction: higher|lower, or set greater_is_better on the function",
+            )
+        out.append(
+            EvaluationMetric(
+                metric=metric,
+                direction=given.choice(DIRECTIONS) if given else str(spec.direction),
+                min=lo.number() if lo else None,
+                max=hi.number() if hi else None,
+                max_regression=margin.number(minimum=0.0) if margin else None,
+            )
+        )
+    if not out:
+        metrics_node.fail("an evaluation rule needs at least one metric")
+    data, target = f.get("data"), f.get("target")
+    return Evaluation(
+        metrics=tuple(out),
+        data=data.string() if data else None,
+        target=target.string() if target else None,
+        name=name,
+        line=node.line,
+    )
 
 
 def _rule_name(rule: Rule) -> str:

@@ -27,7 +27,7 @@ from mlops_layer.governance.approvals import (
 )
 from mlops_layer.governance.cards import ModelCard
 from mlops_layer.governance.decisions import Decision, RuleResult
-from mlops_layer.governance.policy import LineageClean, Policy
+from mlops_layer.governance.policy import Evaluation, LineageClean, Policy
 from mlops_layer.governance.rules import (
     AliasHold,
     Candidate,
@@ -162,6 +162,8 @@ class Governance:
     # (version info, need data-in-remote, need lock-up-to-date) -> live lineage status; only called when a rule needs it
     lineage_probe: Callable[[Any, bool, bool], LineageStatus | None] | None = None
     clock: Callable[[], datetime] = utc_now
+    # (model, candidate version, holder version, evaluation rules, card) -> {rule name: EvaluationOutcome}
+    evaluator: Callable[[str, str, str | None, Sequence[Evaluation], ModelCard | None], Mapping[str, Any]] | None = None
     before_move: Callable[[], None] | None = None  # test hook: runs after evaluation, before taking the lock
     # recorded with every decision (the governing server adds the governance commit it read the files from)
     decision_details: Mapping[str, Any] = field(default_factory=dict)
@@ -229,6 +231,10 @@ class Governance:
                 any(r.require_data_in_remote for r in checks_needed),
                 any(r.require_lock_up_to_date for r in checks_needed),
             )
+        evaluations: Mapping[str, Any] = {}
+        wanted = [r for r in (target_policy.rules if target_policy else ()) if isinstance(r, Evaluation)]
+        if self.evaluator is not None and wanted:
+            evaluations = self.evaluator(name, cand.version, holder_version, wanted, card)
         return PromotionContext(
             candidate=cand,
             target=target,
@@ -241,6 +247,7 @@ class Governance:
             lineage=lineage,
             now=self.clock(),
             action=action,
+            evaluations=evaluations,
         )
 
     def registry_matches_trail(self, name: str, alias: str, registry_holder: str | None) -> RuleResult:

@@ -20,6 +20,7 @@ from mlops_layer.governance.policy import (
     Approvals,
     CardFields,
     DriftPassed,
+    Evaluation,
     LineageClean,
     MetricThreshold,
     NoRegression,
@@ -32,6 +33,7 @@ from mlops_layer.governance.policy import (
 
 TAG_DIRTY = tags.DIRTY
 TAG_COMMIT = tags.COMMIT
+TAG_GOVERNED = tags.LINEAGE_GOVERNED
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class PromotionContext:
     lineage: LineageStatus | None = None
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     action: str = "promote"
+    # rule name -> mlops_layer.governance.evaluation.EvaluationOutcome, measured by the layer for `evaluation` rules
+    evaluations: Mapping[str, Any] = field(default_factory=dict)
 
 
 def evaluate(policy: Policy, ctx: PromotionContext, *, extra: tuple[RuleResult, ...] = ()) -> Decision:
@@ -158,6 +162,8 @@ def evaluate_rule(rule: Rule, ctx: PromotionContext, policy: Policy) -> RuleResu
         passed, observed, expected, message = _promotion_order(rule, ctx)
     elif isinstance(rule, DriftPassed):
         passed, observed, expected, message = _drift_passed(rule, ctx)
+    elif isinstance(rule, Evaluation):
+        passed, observed, expected, message = _evaluation(rule, ctx)
     else:
         passed, observed, expected, message = evaluate_approvals(
             rule.count,
@@ -268,6 +274,66 @@ def _no_regression(rule: NoRegression, ctx: PromotionContext) -> Verdict:
     return True, observed, expected, f"{rule.metric} {_fmt(value)} vs {_fmt(base)} of v{ctx.holder.version}"
 
 
+def _evaluation(rule: Evaluation, ctx: PromotionContext) -> Verdict:
+    """Bounds and no-regression margins on metrics the layer measured itself (never self-reported ones)."""
+    parts = []
+    for m in rule.metrics:
+        bounds = [f">= {_fmt(m.min)}" if m.min is not None else "", f"<= {_fmt(m.max)}" if m.max is not None else ""]
+        if m.max_regression is not None:
+            worse = "lower" if m.direction == "higher" else "higher"
+            bounds.append(f"at most {_fmt(m.max_regression)} {worse} than the holder")
+        parts.append(f"{m.metric} " + " and ".join(b for b in bounds if b))
+    expected = {"holdout": rule.data or "(card evaluation.data)", "metrics": parts}
+    outcome = ctx.evaluations.get(rule_name(rule))
+    if outcome is None:
+        return False, None, expected, "the layer did not evaluate this version (no evaluator wired)"
+    if outcome.error:
+        return False, {"data": outcome.data, "data_md5": outcome.data_md5}, expected, outcome.error
+    cand = outcome.candidate
+    holder = outcome.holder
+    observed: dict[str, Any] = {
+        "data": outcome.data,
+        "data_md5": outcome.data_md5,
+        "target": outcome.target,
+        "rows": outcome.rows,
+        "candidate": cand.to_dict() if cand else None,
+        "holder": holder.to_dict() if holder else None,
+    }
+    problems: list[str] = []
+    notes: list[str] = []
+    for m in rule.metrics:
+        value = cand.metrics.get(m.metric) if cand else None
+        if value is None or value != value:
+            problems.append(f"{m.metric} could not be computed for v{ctx.candidate.version} on the holdout")
+            continue
+        if m.min is not None and value < m.min:
+            problems.append(f"{m.metric} {_fmt(value)} is below the minimum {_fmt(m.min)}")
+        if m.max is not None and value > m.max:
+            problems.append(f"{m.metric} {_fmt(value)} is above the maximum {_fmt(m.max)}")
+        if m.max_regression is None:
+            continue
+        if holder is None:
+            notes.append(f"{m.metric} {_fmt(value)}: no other holder of '{ctx.target}' to compare with")
+            continue
+        base = holder.metrics.get(m.metric)
+        if base is None or base != base:
+            problems.append(f"{m.metric} could not be computed for the holder v{holder.version}: no baseline")
+            continue
+        loss = base - value if m.direction == "higher" else value - base
+        if loss > m.max_regression:
+            problems.append(
+                f"{m.metric} {_fmt(value)} regresses by {_fmt(loss)} against v{holder.version} ({_fmt(base)}) "
+                f"on the same holdout, more than {_fmt(m.max_regression)}"
+            )
+        else:
+            notes.append(f"{m.metric} {_fmt(value)} vs {_fmt(base)} of v{holder.version}")
+    where = f"on {outcome.data} (md5 {str(outcome.data_md5)[:12]}, {outcome.rows} rows)"
+    if problems:
+        return False, observed, expected, "; ".join(problems) + f" {where}"
+    measured = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(cand.metrics.items())) if cand else ""
+    return True, observed, expected, (("; ".join(notes) + " ") if notes else f"{measured} ") + where
+
+
 def _lineage_clean(rule: LineageClean, ctx: PromotionContext) -> Verdict:
     status = ctx.lineage or lineage_from_tags(ctx.candidate.tags)
     checks = [
@@ -308,7 +374,13 @@ def lineage_from_tags(tags: Mapping[str, str]) -> LineageStatus:
     dirty = tags.get(TAG_DIRTY)
     committed: bool | None
     detail: dict[str, str] = {}
-    if not tags.get(TAG_COMMIT) or dirty is None:
+    if tags.get(TAG_GOVERNED) == "false":
+        committed = None
+        detail["committed"] = (
+            "the version has no governed lineage (registered from a model logged outside a governed run); "
+            "train it in `api.governed_run` and register that"
+        )
+    elif not tags.get(TAG_COMMIT) or dirty is None:
         committed = None
         detail["committed"] = "the version has no mlops.git.* lineage tags; register it through the layer"
     else:

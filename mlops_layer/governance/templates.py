@@ -32,9 +32,13 @@ targets:
         metric: accuracy
         min: 0.85
       - type: no_regression       # against the current holder of the alias (passes on a first promotion)
-        metric: accuracy
-        direction: higher
+        metric: accuracy          # direction: optional for a metric the layer knows
         min_delta: 0.0
+      # The layer can measure for itself: score this version and the holder on the same DVC-tracked holdout.
+      # - type: evaluation
+      #   data: data/holdout.csv  # or the model card's evaluation.data
+      #   metrics:
+      #     roc_auc: {min: 0.85, max_regression: 0.01}   # any scikit-learn metric name, or module:function
       - type: promotion_order
         must_have_held: staging
         min_days: 0
@@ -69,4 +73,12 @@ stakeholders:
   - name: Model owner
     role: owner
     email: owner@example.com
+# What each column of the model's data is (drift checks and monitoring use it without flags):
+# columns:
+#   id: customer_id
+#   timestamp: event_time        # monitoring places each batch at its data time
+#   target: churned              # the labels `mlops monitor` uses when a batch has them
+#   features: {{exclude: [notes]}}
+#   task: classification         # classification | regression
+# evaluation: {{data: data/holdout.csv}}   # the DVC-tracked holdout of `type: evaluation` rules
 """

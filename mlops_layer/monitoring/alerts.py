@@ -202,16 +202,18 @@ def _parse_rule(node: Located) -> AlertRule:
     if kind in ("drift_share", "prediction_drift"):
         high = _need(node, fields, "max").number(minimum=0.0, maximum=1.0 if kind == "drift_share" else None)
     elif kind == "metric_threshold":
-        metric = _text(_need(node, fields, "metric"))
+        metric, _ = _metric(_need(node, fields, "metric"))
         low, high = num("min"), num("max")
         if low is None and high is None:
             node.fail("a metric_threshold alert needs 'min' (a floor) and/or 'max' (a ceiling)")
         if low is not None and high is not None and low > high:
             fields["max"].fail(f"max {high:g} is below min {low:g}")
     else:
-        metric = _text(_need(node, fields, "metric"))
+        metric, known = _metric(_need(node, fields, "metric"))
         item = _present(fields, "direction")
-        direction = item.choice(DIRECTIONS) if item else "higher"
+        if item is None and known is None:
+            node.fail(f"metric {metric!r} does not say its direction", hint="add direction: higher|lower")
+        direction = item.choice(DIRECTIONS) if item else str(known)
         max_drop, max_rel = num("max_drop", minimum=0.0), num("max_relative_drop", minimum=0.0)
         if max_drop is None and max_rel is None:
             node.fail(
@@ -241,6 +243,18 @@ def _parse_rule(node: Located) -> AlertRule:
         models=models_node.strings() if models_node else (),
         description=_text(description) if description else "",
     )
+
+
+def _metric(item: Located) -> tuple[str, str | None]:
+    """A metric name monitoring can compute (mlops_layer.metrics), and its direction."""
+    from mlops_layer.errors import ConfigError
+    from mlops_layer.metrics import resolve
+
+    name = _text(item)
+    try:
+        return name, resolve(name).direction
+    except ConfigError as exc:
+        item.fail(exc.message, hint=exc.hint)
 
 
 def _window(node: Located | None) -> Window:

@@ -28,9 +28,13 @@ from mlops_layer.monitoring.alerts import (
     assess,
     evaluate_alerts,
 )
+from mlops_layer.monitoring.datatime import TimeRange, advance, high_water
 from mlops_layer.monitoring.notifiers import DeliveryResult
 from mlops_layer.monitoring.scoring import evaluate_batch, metric_names, prediction_summary
 from mlops_layer.monitoring.state import load_state, model_lock, save_state
+
+# what a labelled batch always shows, besides the metrics the version was promoted on and those alert rules watch
+DEFAULT_METRICS = {"classifier": ("accuracy", "f1", "roc_auc"), "regressor": ("rmse", "mae", "r2")}
 
 # ----------------------------------------------------------------------------------------------------------- ports
 
@@ -145,6 +149,8 @@ class MonitorResult:
     alert_audit_seqs: tuple[int, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    time_range: dict[str, str] | None = None  # the data time the batch covers (with a timestamp column)
+    backfill: bool = False  # older than the newest data monitored: recorded at its time, alert state unchanged
 
     @property
     def fired(self) -> tuple[AlertEvent, ...]:
@@ -183,6 +189,8 @@ class MonitorResult:
             "alert_audit_seqs": list(self.alert_audit_seqs),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "warnings": list(self.warnings),
+            "time_range": self.time_range,
+            "backfill": self.backfill,
         }
 
 
@@ -213,6 +221,7 @@ class BatchInput:
     experiment: str
     timestamp: datetime
     batch_sha256: str = ""
+    time_range: TimeRange | None = None  # data time of the rows; ``timestamp`` is then its end
 
 
 def _split(inp: BatchInput, model: ModelPort) -> tuple[Any, Any | None]:
@@ -324,6 +333,7 @@ def run_batch(
         )
 
     wanted = set(inp.promoted) | {r.metric for r in rules if r.metric and r.applies_to(inp.model)}
+    wanted |= set(DEFAULT_METRICS.get(predictions.kind, ()))
     unknown = sorted(m for m in wanted if m not in metric_names(wanted) and m in {r.metric for r in rules})
     if unknown:
         warnings.append(f"alert rules watch metric(s) monitoring cannot compute: {', '.join(unknown)}")
@@ -360,6 +370,16 @@ def run_batch(
     with model_lock(state_dir, inp.model, timeout=lock_timeout):
         state = load_state(state_dir, inp.model)
         seq = state.last_seq + 1
+        backfill = False
+        if inp.time_range is not None:
+            newest = high_water(state_dir, inp.model)
+            backfill = newest is not None and inp.time_range.end < newest
+            if backfill:
+                warnings.append(
+                    f"backfill: this batch's data (up to {inp.time_range.to_dict()['end']}) is older than the newest "
+                    f"monitored ({newest.isoformat(timespec='seconds') if newest else ''}); recorded at its data "
+                    "time, the alert state is unchanged"
+                )
         logged = {
             **metrics,
             **prediction,
@@ -381,6 +401,8 @@ def run_batch(
             "rows": len(inp.frame),
             "labels": inp.labels,
             "timestamp": inp.timestamp.isoformat(timespec="seconds"),
+            "time_range": inp.time_range.to_dict() if inp.time_range else None,
+            "backfill": backfill,
             "metrics": metrics,
             "promoted": dict(inp.promoted),
             "prediction": prediction,
@@ -434,9 +456,14 @@ def run_batch(
                 "promoted": dict(inp.promoted),
                 "breaches": [a.rule for a in assessments if a.breached],
                 "run_url": run_url,
+                **({"time_range": inp.time_range.to_dict(), "backfill": backfill} if inp.time_range else {}),
             },
         )
-        state, events = evaluate_alerts(applicable, [point], state)
+        events: list[AlertEvent] = []
+        if backfill:
+            state = replace(state, last_seq=seq)
+        else:
+            state, events = evaluate_alerts(applicable, [point], state)
         if report is not None and report_path is None and any(e.kind == FIRED for e in events):
             report_path = _write_report(report, seq, tracking, run_id, warnings)
             if report_path:
@@ -454,6 +481,8 @@ def run_batch(
             for e in events
         )
         save_state(state_dir, state)
+        if inp.time_range is not None and not backfill:
+            advance(state_dir, inp.model, inp.time_range.end)
         lap("audit")
 
     deliveries = notify(events) if events else []
@@ -495,6 +524,8 @@ def run_batch(
         alert_audit_seqs=alert_seqs,
         timings=timings,
         warnings=tuple(warnings),
+        time_range=inp.time_range.to_dict() if inp.time_range else None,
+        backfill=backfill,
     )
 
 

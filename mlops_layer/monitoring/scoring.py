@@ -19,8 +19,25 @@ _PROBA_METRICS = ("roc_auc", "log_loss")
 
 
 def metric_names(names: Iterable[str]) -> list[str]:
-    """The names among ``names`` this module can compute on a batch (others, e.g. train_accuracy, are skipped)."""
-    return sorted({n for n in names if n in KNOWN_METRICS})
+    """The names among ``names`` monitoring can compute on a batch: the built-ins, any scikit-learn metric and
+    ``module:function`` metrics (others, e.g. a self-logged ``train_accuracy``, are skipped)."""
+    from mlops_layer.errors import ConfigError
+    from mlops_layer.metrics import direction_of, resolve
+
+    out = set()
+    for name in names:
+        if name in KNOWN_METRICS:
+            out.add(name)
+            continue
+        if ":" in name:
+            try:
+                resolve(name)
+            except ConfigError:
+                continue
+            out.add(name)
+        elif direction_of(name) is not None:
+            out.add(name)
+    return sorted(out)
 
 
 def _binary_counts(y: NDArray[Any], p: NDArray[Any], positive: Any) -> tuple[float, float, float]:
@@ -165,13 +182,18 @@ def evaluate_batch(
     classes: Any | None,
     wanted: Iterable[str],
 ) -> dict[str, float]:
-    """The ``wanted`` metrics (those of :data:`KNOWN_METRICS`) on a labelled batch."""
+    """The ``wanted`` metrics this module can compute (see :func:`metric_names`) on a labelled batch.
+
+    Classification metrics are skipped for a regressor and regression ones for a classifier."""
+    from mlops_layer.metrics import BUILTIN_CLASSIFICATION, BUILTIN_REGRESSION, compute_all, resolve
+
     names = metric_names(wanted)
-    if model_kind == "classifier":
-        return classification_metrics(y_true, y_pred, proba, classes=classes, wanted=names)
-    return regression_metrics(y_true, y_pred, wanted=names)
+    skip = BUILTIN_CLASSIFICATION if model_kind != "classifier" else BUILTIN_REGRESSION
+    specs = [resolve(n) for n in names if n not in skip]
+    return compute_all(specs, y_true, y_pred, proba, classes)
 
 
 def promoted_metrics(run_metrics: Mapping[str, float]) -> dict[str, float]:
     """The evaluation metrics a version was promoted on: those of its run this module knows how to recompute."""
-    return {k: float(v) for k, v in run_metrics.items() if k in KNOWN_METRICS}
+    known = set(metric_names(run_metrics))
+    return {k: float(v) for k, v in run_metrics.items() if k in known}
