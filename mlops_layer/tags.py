@@ -29,6 +29,9 @@ DVC_MD5 = "mlops.dvc.md5"
 DVC_PATH = "mlops.dvc.path"
 DVC_SIZE = "mlops.dvc.size"
 
+# the registrant's claim of the model files' sha256 (team mode: the governing server records the digests)
+CLAIMED_FILES = "mlops.claims.model_files"
+
 # governance (version tags mirrored from decisions)
 DIGEST = "mlops.model.digest"
 POLICY_HASH = "mlops.policy.hash"

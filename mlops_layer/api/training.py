@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_layer import tags as tag_names
 from mlops_layer.api import _wiring
 from mlops_layer.config import Settings
 from mlops_layer.errors import InputError, NotFoundError
@@ -321,7 +322,7 @@ def register(
         digests = registry.artifact_digests(uri)  # before the registry moves: a failure here leaves nothing behind
         if governed:  # the file digests travel as the registrant's claim; the server records them with the rest
             claimed = json.dumps(digests, sort_keys=True, separators=(",", ":"))
-            tags = {**tags, TAG_CLAIMED_FILES: claimed} if len(claimed) <= 4000 else tags
+            tags = {**tags, tag_names.CLAIMED_FILES: claimed} if len(claimed) <= 4000 else tags
         version = registry.register(name, uri, run_id, tags)
         seq = trail.append(
             actions.MODEL_REGISTERED,
@@ -343,9 +344,6 @@ def register(
     else:
         _wiring.mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: seq})
     return Registration(name, version.version, run_id, uri, lineage, seq)
-
-
-TAG_CLAIMED_FILES = "mlops.claims.model_files"
 
 
 class _RecordedByServer:
