@@ -14,6 +14,7 @@ ALIAS_DELETED = "alias.deleted"  # subject model, alias; details {"previous": ve
 ROLLBACK_DECIDED = "rollback.decided"
 APPROVAL_GRANTED = "approval.granted"
 APPROVAL_REJECTED = "approval.rejected"
+APPROVAL_WITHDRAWN = "approval.withdrawn"  # a signed withdrawal: the signer's earlier statement no longer counts
 CARD_CHANGED = "card.changed"
 POLICY_CHANGED = "policy.changed"
 
@@ -28,6 +29,8 @@ DRIFT_CHECKED = "drift.checked"
 MONITOR_BATCH = "monitor.batch"
 ALERT_FIRED = "alert.fired"
 ALERT_CLEARED = "alert.cleared"
+ALERT_ACKNOWLEDGED = "alert.acknowledged"  # someone saw it; details {"comment": ...}
+ALERT_RESOLVED = "alert.resolved"  # closed by a person (decision "resolved") or by an alias move ("superseded")
 NOTIFICATION_FAILED = "notification.failed"
 
 # retraining
@@ -53,6 +56,7 @@ ALL_ACTIONS = (
     ROLLBACK_DECIDED,
     APPROVAL_GRANTED,
     APPROVAL_REJECTED,
+    APPROVAL_WITHDRAWN,
     CARD_CHANGED,
     POLICY_CHANGED,
     REGISTRY_GUARD,
@@ -61,6 +65,8 @@ ALL_ACTIONS = (
     MONITOR_BATCH,
     ALERT_FIRED,
     ALERT_CLEARED,
+    ALERT_ACKNOWLEDGED,
+    ALERT_RESOLVED,
     NOTIFICATION_FAILED,
     RETRAIN_STARTED,
     RETRAIN_FAILED,

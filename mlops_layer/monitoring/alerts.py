@@ -15,7 +15,11 @@ Semantics of one rule on one model:
   in which case the firing is suppressed (counted, not notified);
 * while it is open nothing fires again; it *clears* after ``clear_after`` consecutive healthy observed batches, and
   the window starts afresh (the breaches that caused the alert are spent);
-* a change of the serving version restarts the window (breaches of the old version do not count for the new one).
+* a change of the serving version restarts the window (breaches of the old version do not count for the new one);
+* an alert belongs to (model, alias, version): when the monitored alias has moved to another version, the old
+  version's open alert closes as *superseded* (with the reason) before the new version's batch is assessed;
+* people act on an open alert: *acknowledge* it (it stays open, with who, when and a comment) or *resolve* it (it
+  closes now, the window starts afresh). See :func:`acknowledge`, :func:`resolve` and :func:`supersede`.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ PREDICTION_DRIFT_SIGNAL = "prediction_drift"
 
 FIRED = "fired"
 CLEARED = "cleared"
+SUPERSEDED = "superseded"  # closed because the monitored alias moved to another version
+RESOLVED = "resolved"  # closed by a person
+ACKNOWLEDGED = "acknowledged"  # seen by a person, still open
 OPEN = "open"
 CLOSED = "closed"
 
@@ -309,6 +316,7 @@ class BatchPoint:
     model: str
     version: str
     drift_share: float | None = None
+    alias: str | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     promoted: Mapping[str, float] = field(default_factory=dict)
     signals: Mapping[str, float] = field(default_factory=dict)
@@ -507,6 +515,10 @@ class RuleState:
     fired_version: str | None = None
     suppressed: int = 0
     last: dict[str, Any] | None = None  # the last assessment (for status displays)
+    fired_alias: str | None = None  # the alias monitored when it fired (None: monitored by version)
+    acked_by: str | None = None
+    acked_at: str | None = None
+    ack_comment: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -520,6 +532,10 @@ class RuleState:
             "fired_version": self.fired_version,
             "suppressed": self.suppressed,
             "last": self.last,
+            "fired_alias": self.fired_alias,
+            "acked_by": self.acked_by,
+            "acked_at": self.acked_at,
+            "ack_comment": self.ack_comment,
         }
 
     @classmethod
@@ -535,6 +551,10 @@ class RuleState:
             fired_version=data.get("fired_version"),
             suppressed=int(data.get("suppressed", 0)),
             last=data.get("last"),
+            fired_alias=data.get("fired_alias"),
+            acked_by=data.get("acked_by"),
+            acked_at=data.get("acked_at"),
+            ack_comment=str(data.get("ack_comment") or ""),
         )
 
 
@@ -632,7 +652,7 @@ def step_rule(rule: AlertRule, st: RuleState, point: BatchPoint) -> tuple[RuleSt
         st = replace(st, healthy_streak=streak)
         if streak >= rule.clear_after:
             event = _event(CLEARED, rule, st, point, a)
-            return replace(st, status=CLOSED, healthy_streak=0, window=(), alert_id=None), event
+            return _closed(st), event
         return st, None
     if not a.breached or sum(window) < rule.window.breaches:
         return st, None
@@ -646,8 +666,158 @@ def step_rule(rule: AlertRule, st: RuleState, point: BatchPoint) -> tuple[RuleSt
         fired_at=_iso(point.timestamp),
         alert_id=f"{point.model}:{rule.name}:{point.seq}",
         fired_version=point.version,
+        fired_alias=point.alias,
+        acked_by=None,
+        acked_at=None,
+        ack_comment="",
     )
     return st, _event(FIRED, rule, st, point, a)
+
+
+def _closed(st: RuleState) -> RuleState:
+    """The rule's state once its alert has closed (cleared, superseded or resolved): the window starts afresh."""
+    return replace(
+        st, status=CLOSED, healthy_streak=0, window=(), alert_id=None, acked_by=None, acked_at=None, ack_comment=""
+    )
+
+
+def _superseded(st: RuleState, point: BatchPoint) -> bool:
+    """The open alert was raised on the alias this batch monitors, for a version that no longer holds it."""
+    return (
+        st.status == OPEN
+        and point.alias is not None
+        and st.fired_alias == point.alias
+        and st.fired_version is not None
+        and st.fired_version != point.version
+    )
+
+
+def _lifecycle_event(
+    kind: str,
+    model: str,
+    rule_name: str,
+    st: RuleState,
+    *,
+    at: datetime,
+    message: str,
+    batch_seq: int,
+    rule: AlertRule | None = None,
+    evidence: Mapping[str, str] | None = None,
+) -> AlertEvent:
+    """An event about an existing alert that no batch assessment caused: superseded, acknowledged, resolved."""
+    last = st.last or {}
+    return AlertEvent(
+        kind=kind,
+        alert_id=st.alert_id or f"{model}:{rule_name}:{st.fired_seq}",
+        model=model,
+        version=st.fired_version or "",
+        rule=rule_name,
+        rule_type=rule.type if rule is not None else "",
+        severity=rule.severity if rule is not None else "",
+        signal=rule.signal if rule is not None else str(last.get("signal") or ""),
+        observed=last.get("observed"),
+        threshold=last.get("threshold"),
+        by=None,
+        message=message,
+        window=rule.window.describe() if rule is not None else "",
+        breaches=sum(st.window),
+        batch_seq=batch_seq,
+        timestamp=_iso(at),
+        fired_seq=st.fired_seq if st.fired_seq is not None else batch_seq,
+        evidence=dict(evidence or {}),
+    )
+
+
+def _supersede_one(
+    model: str,
+    rule_name: str,
+    st: RuleState,
+    alias: str,
+    version: str,
+    *,
+    at: datetime,
+    batch_seq: int,
+    rule: AlertRule | None = None,
+) -> tuple[RuleState, AlertEvent]:
+    message = (
+        f"@{alias} moved from v{st.fired_version} to v{version}: the alert raised on v{st.fired_version} "
+        "no longer applies to what serves"
+    )
+    event = _lifecycle_event(SUPERSEDED, model, rule_name, st, at=at, message=message, batch_seq=batch_seq, rule=rule)
+    return _closed(st), event
+
+
+def supersede(
+    state: AlertState, alias: str, version: str, *, at: datetime, rules: Sequence[AlertRule] = ()
+) -> tuple[AlertState, list[AlertEvent]]:
+    """Close every open alert raised on ``alias`` for a version other than ``version`` (the alias moved).
+
+    Called when the layer moves an alias (promotion, rollback); monitoring does the same on the next batch when the
+    alias was moved some other way.
+    """
+    by_rule = {r.name: r for r in rules}
+    events: list[AlertEvent] = []
+    updated = dict(state.rules)
+    for name, st in sorted(state.rules.items()):
+        if st.status == OPEN and st.fired_alias == alias and st.fired_version not in (None, version):
+            updated[name], event = _supersede_one(
+                state.model, name, st, alias, version, at=at, batch_seq=state.last_seq, rule=by_rule.get(name)
+            )
+            events.append(event)
+    return replace(state, rules=updated), events
+
+
+def find_open_alert(state: AlertState, alert: str) -> tuple[str, RuleState]:
+    """The open alert named by its rule (``drift_share``) or its id (``churn:drift_share:7``)."""
+    from mlops_layer.errors import NotFoundError
+
+    for name, st in sorted(state.rules.items()):
+        if st.status == OPEN and alert in (name, st.alert_id):
+            return name, st
+    opened = [f"{n} ({st.alert_id})" for n, st in sorted(state.rules.items()) if st.status == OPEN]
+    raise NotFoundError(
+        f"{state.model} has no open alert {alert!r}",
+        hint=f"open alerts: {', '.join(opened)}" if opened else "it has no open alert (see `mlops alerts status`)",
+    )
+
+
+def acknowledge(
+    state: AlertState, alert: str, *, actor: str, comment: str, at: datetime, rules: Sequence[AlertRule] = ()
+) -> tuple[AlertState, AlertEvent]:
+    """Someone has seen the open alert and says what is being done: it stays open, marked with who, when, why."""
+    name, st = find_open_alert(state, alert)
+    st = replace(st, acked_by=actor, acked_at=_iso(at), ack_comment=comment)
+    rule = next((r for r in rules if r.name == name), None)
+    event = _lifecycle_event(
+        ACKNOWLEDGED,
+        state.model,
+        name,
+        st,
+        at=at,
+        batch_seq=state.last_seq,
+        rule=rule,
+        message=f"acknowledged by {actor}" + (f": {comment}" if comment else ""),
+    )
+    return replace(state, rules={**state.rules, name: st}), event
+
+
+def resolve(
+    state: AlertState, alert: str, *, actor: str, comment: str, at: datetime, rules: Sequence[AlertRule] = ()
+) -> tuple[AlertState, AlertEvent]:
+    """Someone closes the open alert now (the cause is fixed); its window starts afresh, so it may fire again."""
+    name, st = find_open_alert(state, alert)
+    rule = next((r for r in rules if r.name == name), None)
+    event = _lifecycle_event(
+        RESOLVED,
+        state.model,
+        name,
+        st,
+        at=at,
+        batch_seq=state.last_seq,
+        rule=rule,
+        message=f"resolved by {actor}" + (f": {comment}" if comment else ""),
+    )
+    return replace(state, rules={**state.rules, name: _closed(st)}), event
 
 
 def evaluate_alerts(
@@ -669,7 +839,20 @@ def evaluate_alerts(
         if point.model != state.model:
             raise ValueError(f"batch point of model {point.model!r} given to the state of {state.model!r}")
         for rule in active:
-            by_name[rule.name], event = step_rule(rule, by_name[rule.name], point)
+            st = by_name[rule.name]
+            if _superseded(st, point):
+                st, closed = _supersede_one(
+                    state.model,
+                    rule.name,
+                    st,
+                    str(point.alias),
+                    point.version,
+                    at=point.timestamp,
+                    batch_seq=point.seq,
+                    rule=rule,
+                )
+                events.append(closed)
+            by_name[rule.name], event = step_rule(rule, st, point)
             if event is not None:
                 events.append(event)
         last_seq = point.seq

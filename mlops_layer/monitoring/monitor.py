@@ -16,11 +16,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlops_layer.audit.actions import ALERT_CLEARED, ALERT_FIRED, MONITOR_BATCH, NOTIFICATION_FAILED
+from mlops_layer.audit.actions import (
+    ALERT_CLEARED,
+    ALERT_FIRED,
+    ALERT_RESOLVED,
+    MONITOR_BATCH,
+    NOTIFICATION_FAILED,
+)
 from mlops_layer.errors import InputError
 from mlops_layer.monitoring.alerts import (
     FIRED,
     PREDICTION_DRIFT_SIGNAL,
+    SUPERSEDED,
     AlertEvent,
     AlertRule,
     Assessment,
@@ -431,6 +438,7 @@ def run_batch(
             timestamp=inp.timestamp,
             model=inp.model,
             version=inp.version,
+            alias=inp.alias,
             drift_share=float(verdict.share) if verdict is not None else None,
             metrics=metrics,
             promoted=inp.promoted,
@@ -472,7 +480,7 @@ def run_batch(
                 ]
         alert_seqs = tuple(
             trail.append(
-                ALERT_FIRED if e.kind == FIRED else ALERT_CLEARED,
+                event_action(e.kind),
                 subject={**subject, "version": e.version},
                 run_id=run_id,
                 decision=e.kind,
@@ -527,6 +535,15 @@ def run_batch(
         time_range=inp.time_range.to_dict() if inp.time_range else None,
         backfill=backfill,
     )
+
+
+def event_action(kind: str) -> str:
+    """The audit action of an alert event: fired, cleared by healthy batches, or closed (superseded, resolved)."""
+    if kind == FIRED:
+        return ALERT_FIRED
+    if kind == SUPERSEDED:
+        return ALERT_RESOLVED
+    return ALERT_CLEARED
 
 
 def _write_report(
