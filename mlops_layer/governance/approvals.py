@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from mlops_layer.errors import ApprovalError, MlopsError
 
 NAMESPACE = "mlops-approval"
 SCHEMA = "mlops.approval/v1"
-DECISIONS = ("approve", "reject")
+DECISIONS = ("approve", "reject", "withdraw")
+WITHDRAW = "withdraw"  # a signed withdrawal: the signer's earlier approval/rejection of the same binding lapses
 ACTIONS = ("promote", "rollback")
 
 # verify(data, signature, allowed_signers, namespace, principal) -> the verified principal, raising on failure
@@ -264,7 +265,45 @@ def check_approvals(
     verifier: Verifier,
     roles_of: Callable[[str], tuple[str, ...]],
 ) -> tuple[ApprovalCheck, ...]:
-    return tuple(check_approval(a, identity, target, action, allowed_signers, verifier, roles_of) for a in approvals)
+    checks = tuple(check_approval(a, identity, target, action, allowed_signers, verifier, roles_of) for a in approvals)
+    return apply_withdrawals(checks)
+
+
+def apply_withdrawals(checks: Iterable[ApprovalCheck]) -> tuple[ApprovalCheck, ...]:
+    """A valid signed withdrawal voids the same signer's earlier statements about the same binding.
+
+    ``checks`` are already bound to one model version, alias and action (a withdrawal signed for another binding
+    is invalid like any replayed statement). The withdrawal itself is never counted as a decision, and a statement
+    signed after it counts again: an approver may withdraw and later approve anew.
+    """
+    checks = tuple(checks)
+    withdrawn: dict[str, datetime] = {}
+    for c in checks:
+        if c.valid and c.principal is not None and c.decision == WITHDRAW:
+            withdrawn[c.principal] = max(c.time, withdrawn.get(c.principal, c.time))
+    if not withdrawn:
+        return checks
+    out = []
+    for c in checks:
+        when = withdrawn.get(c.principal or "")
+        if not c.valid or when is None:
+            out.append(c)
+        elif c.decision == WITHDRAW:
+            out.append(
+                replace(c, valid=False, reason=f"{c.principal} withdrew their decision at {format_time(c.time)}")
+            )
+        elif c.time <= when:
+            out.append(
+                replace(
+                    c,
+                    valid=False,
+                    reason=f"the {c.decision} by {c.principal} ({format_time(c.time)}) was withdrawn by a signed "
+                    f"withdrawal at {format_time(when)}",
+                )
+            )
+        else:
+            out.append(c)
+    return tuple(out)
 
 
 def default_verifier() -> Verifier:

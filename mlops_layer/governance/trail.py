@@ -21,11 +21,17 @@ _READ = (
     actions.ALIAS_DELETED,
     actions.APPROVAL_GRANTED,
     actions.APPROVAL_REJECTED,
+    actions.APPROVAL_WITHDRAWN,
     actions.DRIFT_CHECKED,
     actions.MODEL_REGISTERED,
     actions.CARD_CHANGED,
     actions.RECONCILE_INCIDENT,
 )
+_APPROVAL_ACTIONS = {
+    "approve": actions.APPROVAL_GRANTED,
+    "reject": actions.APPROVAL_REJECTED,
+    "withdraw": actions.APPROVAL_WITHDRAWN,
+}
 _PASSED = {"passed", "pass", "ok", "allowed", "no drift"}
 
 
@@ -89,7 +95,7 @@ class AuditTrailView(ActingTrail):
         body = approval.to_dict()
         body.pop("audit_seq", None)
         entry = self.store.append(
-            actions.APPROVAL_REJECTED if st.decision == "reject" else actions.APPROVAL_GRANTED,
+            _APPROVAL_ACTIONS.get(st.decision, actions.APPROVAL_GRANTED),
             actor=st.approver,
             subject={"model": st.model, "version": st.version, "alias": st.target},
             run_id=st.run_id,
@@ -111,7 +117,7 @@ class AuditTrailView(ActingTrail):
         """Every approval/rejection filed for this version and alias, as stored (the flow verifies each)."""
         out: list[SignedApproval] = []
         for e in self._entries(model):
-            if e.action not in (actions.APPROVAL_GRANTED, actions.APPROVAL_REJECTED):
+            if e.action not in _APPROVAL_ACTIONS.values():
                 continue
             if e.subject.get("version") != version or e.subject.get("alias") != target:
                 continue
@@ -123,7 +129,7 @@ class AuditTrailView(ActingTrail):
                     model=model,
                     version=version,
                     target=target,
-                    decision="reject" if e.action == actions.APPROVAL_REJECTED else "approve",
+                    decision={a: d for d, a in _APPROVAL_ACTIONS.items()}[e.action],
                     approver=e.actor,
                     timestamp=e.timestamp.isoformat(),
                     run_id=None,
