@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -51,6 +52,40 @@ def retrain_need(
             age = (now - last_trained).total_seconds() / 86400
             reasons.append(f"cadence {cadence} due: last trained {age:.1f} days ago")
     return RetrainNeed(needed=bool(reasons), reasons=tuple(reasons))
+
+
+@dataclass(frozen=True)
+class PipelineChanges:
+    """What ``dvc repro`` left in the work tree: paths to commit, and paths the user had changed already."""
+
+    written: tuple[str, ...]
+    already_dirty: tuple[str, ...]
+
+
+def pipeline_changes(before: Mapping[str, str], after: Mapping[str, str]) -> PipelineChanges:
+    """Compare two work-tree snapshots (path -> status and content digest, from before and after the pipeline).
+
+    A path clean before and changed after was written by the pipeline: it is safe to commit. A path the user had
+    already changed and the pipeline changed again mixes both: it is left for the user, never committed for them.
+    """
+    written: list[str] = []
+    mixed: list[str] = []
+    for path, state in sorted(after.items()):
+        if before.get(path) == state:
+            continue
+        (mixed if path in before else written).append(path)
+    # a path in ``before`` only is back to its committed content: nothing to commit
+    return PipelineChanges(written=tuple(written), already_dirty=tuple(mixed))
+
+
+def commit_message(model: str, version: str, reasons: tuple[str, ...], data_version: str | None) -> str:
+    """The second commit of a retraining: its outputs, naming the retraining and the new version."""
+    lines = [f"retrain: {model} v{version} (dvc.lock, metrics and outputs of the retraining)", ""]
+    lines.append(f"Why: {'; '.join(reasons)}.")
+    if data_version:
+        lines.append(f"Data version (md5): {data_version}.")
+    lines.append("Written by `mlops retrain`; the audit trail records the retraining and its decisions.")
+    return "\n".join(lines)
 
 
 def csv_header(path: Path) -> list[str]:

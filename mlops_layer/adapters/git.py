@@ -61,9 +61,7 @@ class GitRepo:
         try:
             return str(self.repo.head.commit.hexsha)
         except ValueError:
-            raise InputError(
-                f"git repository {self.root} has no commits yet", hint="commit your code first"
-            ) from None
+            raise InputError(f"git repository {self.root} has no commits yet", hint="commit your code first") from None
         except git.GitError as exc:
             raise BackendError(f"git failed reading HEAD in {self.root}: {exc}") from exc
 
@@ -107,6 +105,44 @@ class GitRepo:
             remote=self.remote_url(),
             changed_files=tuple(changed),
         )
+
+    def worktree_changes(self) -> dict[str, str]:
+        """Every path that differs from HEAD (tracked or untracked, not ignored) -> its status and content digest.
+
+        Two snapshots tell what a step changed: a path whose entry differs was written in between.
+        """
+        import git
+
+        try:
+            out = self.repo.git.status("--porcelain=v1", "-z", "--untracked-files=all")
+        except git.GitError as exc:
+            raise BackendError(f"git status failed in {self.root}: {exc}") from exc
+        changes: dict[str, str] = {}
+        records = iter(out.split("\0"))
+        for record in records:
+            if len(record) < 4:
+                continue
+            code, path = record[:2], record[3:]
+            if code[0] in "RC":
+                next(records, None)  # the rename's source path follows
+            file = self.root / path
+            digest = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else "-"
+            changes[path] = f"{code}:{digest}"
+        return changes
+
+    def commit_paths(self, paths: list[str], message: str) -> str:
+        """Stage exactly ``paths`` (additions, changes, deletions) and commit only them; returns the new commit."""
+        import git
+
+        try:
+            self.repo.git.add("-A", "--", *paths)
+            self.repo.git.commit("-q", "-m", message, "--", *paths)
+        except git.GitError as exc:
+            raise BackendError(
+                f"git could not commit {', '.join(paths[:5])} in {self.root}: {exc}",
+                hint="commit them yourself (`git status` lists them), or fix the git configuration (user.email)",
+            ) from exc
+        return self.head_commit()
 
     def head_blob_hash(self, path: Path) -> str | None:
         """The blob id of ``path`` as committed at HEAD, or None when it is not committed."""
