@@ -38,6 +38,8 @@ _FILE_KEYS = {
 }
 # Sections that are mappings, validated by their owners (monitoring reads ``notifications``).
 _SECTION_KEYS = {"notifications"}
+# Switches (true/false).  git_tags: write GTO's annotated git tags on registration and alias moves.
+_BOOL_KEYS = {"git_tags"}
 _ENV_KEYS = {
     "tracking_uri": ("MLOPS_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     "registry_uri": ("MLOPS_REGISTRY_URI", "MLFLOW_REGISTRY_URI"),
@@ -63,6 +65,7 @@ class Settings:
     dvc_remote: str | None
     actor: str
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+    git_tags: bool = False  # also write GTO's git tags for registrations and alias moves
 
     @property
     def policy_file(self) -> Path:
@@ -120,18 +123,20 @@ def read_config_document(root: Path) -> YamlFile:
     if not isinstance(doc.root.value, dict):
         doc.root.fail(f"expected a mapping of settings, got {kind_of(doc.root.value)}")
     top = doc.top_level()
-    unknown = [key for key in top if key not in _FILE_KEYS | _SECTION_KEYS]
+    unknown = [key for key in top if key not in _FILE_KEYS | _SECTION_KEYS | _BOOL_KEYS]
     if unknown:
         first = top[unknown[0]]
         raise ConfigError(
             f"{first.where}: unknown setting(s) {', '.join(sorted(unknown))}",
-            hint=f"known settings: {', '.join(sorted(_FILE_KEYS | _SECTION_KEYS))}",
+            hint=f"known settings: {', '.join(sorted(_FILE_KEYS | _SECTION_KEYS | _BOOL_KEYS))}",
         )
     for key, node in top.items():
         if node.value is None:
             continue
         if key in _SECTION_KEYS:
             node.mapping()
+        elif key in _BOOL_KEYS:
+            node.boolean()
         elif not isinstance(node.value, str):
             node.fail(f"a setting must be a string, got {kind_of(node.value)} {node.value!r}")
     return doc
@@ -198,4 +203,5 @@ def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
         dvc_remote=values["dvc_remote"],
         actor=str(actor),
         sources=sources,
+        git_tags=bool(file_cfg.get("git_tags") or False),
     )

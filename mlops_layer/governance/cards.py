@@ -130,20 +130,27 @@ class ModelCard:
     path: str = ""
     card_hash: str = ""
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    placeholders: dict[str, int] = field(default_factory=dict)  # field still to answer -> its line
 
     def present(self, field_name: str) -> bool:
-        """Whether a (possibly dotted, e.g. ``sla.max_latency_ms``) field has a non-empty value."""
+        """Whether a (possibly dotted, e.g. ``sla.max_latency_ms``) field has a non-empty, answered value."""
+        if field_name.split(".")[0] in self.placeholders:
+            return False
         value: Any = self
         for part in field_name.split("."):
-            if not hasattr(value, part) or part in ("path", "card_hash", "lines"):
+            if not hasattr(value, part) or part in ("path", "card_hash", "lines", "placeholders"):
                 return False
             value = getattr(value, part)
         return value is not None and value != "" and value != ()
 
 
 CARD_FIELDS = tuple(
-    f.name for f in fields(ModelCard) if f.name not in ("path", "card_hash", "lines", "columns", "evaluation_data")
+    f.name
+    for f in fields(ModelCard)
+    if f.name not in ("path", "card_hash", "lines", "columns", "evaluation_data", "placeholders")
 )
+PLACEHOLDER = "TODO"  # an answer starting with this word is a question still open (`mlops card new` writes them)
+_PLACEHOLDER = re.compile(rf"^\s*{PLACEHOLDER}\b", re.IGNORECASE)
 SUBFIELDS = {
     "sla": ("availability_percent", "max_latency_ms", "support_hours"),
     "retraining": ("method", "cadence", "trigger_notes"),
@@ -187,23 +194,46 @@ def parse_card(data: bytes, file: str, name: str) -> ModelCard:
     if declared is not None and declared.string() != name:
         declared.fail(f"says {declared.value!r} but the file is the card of {name!r}", hint="make them agree")
 
-    owner = top.need("business_owner").string()
-    intended_use = top.need("intended_use").string()
-    users_node = top.need("intended_users")
-    users = users_node.strings()
-    if not users:
+    placeholders: dict[str, int] = {}
+
+    def answer(key: str, hint: str | None = None) -> Located | None:
+        """The field's node, or None (recorded) when it still holds a placeholder."""
+        node = top.need(key, hint=hint)
+        if is_placeholder(node.value):
+            placeholders[key] = node.line
+            return None
+        return node
+
+    owner_node = answer("business_owner")
+    owner = owner_node.string() if owner_node else ""
+    use_node = answer("intended_use")
+    intended_use = use_node.string() if use_node else ""
+    users_node = answer("intended_users")
+    users = users_node.strings() if users_node else ()
+    if users_node is not None and not users:
         users_node.fail("name at least one intended user group")
-    consumption = top.need("prediction_consumption", hint="say how predictions are consumed").string()
-    sla = _sla(top.need("sla"))
-    retraining = _retraining(top.need("retraining"))
-    roles_node = top.need("approver_roles", hint="list the roles (from policy.yaml roles) that decide promotion")
-    approver_roles = roles_node.strings()
-    if not approver_roles:
+    consumption_node = answer("prediction_consumption", hint="say how predictions are consumed")
+    consumption = consumption_node.string() if consumption_node else ""
+    sla_node = answer("sla")
+    sla = _sla(sla_node) if sla_node else ServiceLevel(availability_percent=0.0)
+    retraining_node = answer("retraining")
+    retraining = _retraining(retraining_node) if retraining_node else Retraining(method="", cadence="")
+    roles_node = answer("approver_roles", hint="list the roles (from policy.yaml roles) that decide promotion")
+    approver_roles = roles_node.strings() if roles_node else ()
+    if roles_node is not None and not approver_roles:
         roles_node.fail("name at least one role that decides promotion")
-    sensitivity = top.need("sensitivity").choice(SENSITIVITY_LEVELS)
-    code_shareable = top.need("code_shareable").boolean()
+    sensitivity_node = answer("sensitivity")
+    sensitivity = sensitivity_node.choice(SENSITIVITY_LEVELS) if sensitivity_node else ""
+    shareable_node = answer("code_shareable")
+    code_shareable = shareable_node.boolean() if shareable_node else False
     reuse = top.get("reuse_notes")
+    if reuse is not None and is_placeholder(reuse.value):
+        placeholders["reuse_notes"] = reuse.line
+        reuse = None
     stakeholders_node = top.get("stakeholders")
+    if stakeholders_node is not None and is_placeholder(stakeholders_node.value):
+        placeholders["stakeholders"] = stakeholders_node.line
+        stakeholders_node = None
     stakeholders = tuple(_stakeholder(item) for item in stakeholders_node.sequence()) if stakeholders_node else ()
     description = top.get("description")
     limitations = top.get("limitations")
@@ -234,6 +264,7 @@ def parse_card(data: bytes, file: str, name: str) -> ModelCard:
         path=file,
         card_hash=git_blob_hash(data),
         lines=lines,
+        placeholders=placeholders,
     )
 
 
@@ -285,6 +316,19 @@ def _evaluation(node: Located) -> str:
     f = Fields(node, allowed=("data",))
     f.finish()
     return f.need("data", hint="the DVC-tracked holdout file, e.g. data: data/holdout.csv").string()
+
+
+def is_placeholder(value: Any) -> bool:
+    """An unanswered question: a string answer starting with ``TODO``."""
+    return isinstance(value, str) and _PLACEHOLDER.match(value) is not None
+
+
+def open_questions(card: ModelCard) -> list[str]:
+    """``file:line: field: still a placeholder`` for every unanswered question of ``card``."""
+    return [
+        f"{card.path}:{line}: field '{name}': still a placeholder; answer it (see the comment above it)"
+        for name, line in sorted(card.placeholders.items(), key=lambda item: item[1])
+    ]
 
 
 def _sla(node: Located) -> ServiceLevel:
