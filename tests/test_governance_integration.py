@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from mlops_layer.audit import actions
 from mlops_layer.audit.store import AuditStore
 from mlops_layer.cli.main import app
 from mlops_layer.config import Settings
-from mlops_layer.errors import ApprovalError, ConfigError
+from mlops_layer.errors import ApprovalError
 from mlops_layer.governance.approvals import SignedApproval, default_signer, make_statement, sign_statement
 from mlops_layer.governance.promotion import identity_of
 
@@ -399,18 +400,27 @@ def test_rollback_needing_a_signed_rollback_approval(project: Settings, keys: di
     assert done.moved and done.current == "1", failed(done.decision)
 
 
-def test_card_change_is_audited_once_per_content(project: Settings) -> None:
-    name = new_model(project, [0.9])
-    first = api.card_validate(name, settings=project)
-    assert first.changed and first.audit_seq is not None
-    assert not api.card_validate(name, settings=project).changed
+def test_card_change_is_audited_once_per_content_when_promotion_uses_it(project: Settings) -> None:
+    name = new_model(project, [0.9, 0.9])
+
+    def card_entries() -> list[str]:
+        return [e.details["card_hash"] for e in trail(project, name) if e.action == actions.CARD_CHANGED]
+
+    report = api.card_validate(name, settings=project)  # the working copy, checked: nothing recorded
+    assert report.ok and card_entries() == []
+    api.promote(name, "1", "staging", settings=project)
+    first = card_entries()
+    assert len(first) == 1
+    api.promote(name, "2", "staging", settings=project)
+    assert card_entries() == first  # same content: recorded once
     path = project.cards_dir / f"{name}.yaml"
     path.write_text(path.read_text() + "reuse_notes: EU only\n")
-    again = api.card_validate(name, settings=project)
-    assert again.changed and again.card_hash != first.card_hash
+    api.promote(name, "1", "staging", settings=project)
+    assert len(card_entries()) == 2 and card_entries()[1] != first[0]
     path.write_text(path.read_text().replace("sensitivity: internal", "sensitivity: top-secret"))
-    with pytest.raises(ConfigError, match=r"\.yaml:8: field 'sensitivity'"):
-        api.card_validate(name, settings=project)
+    bad = api.card_validate(name, settings=project)
+    assert not bad.ok and re.search(r"\.yaml:8: field 'sensitivity'", bad.problems[0])
+    assert len(card_entries()) == 2
 
 
 # -- CLI --------------------------------------------------------------------------------------------------------------
@@ -455,13 +465,15 @@ def test_cli_card_show_validate_and_bad_policy(project: Settings) -> None:
     assert show.exit_code == 0 and "bob@example.com" in show.stdout
     assert json.loads(runner.invoke(app, ["card", "show", name, "--json"]).stdout)["sensitivity"] == "internal"
     valid = runner.invoke(app, ["card", "validate", name])
-    assert valid.exit_code == 0 and "is valid" in valid.stdout
+    assert valid.exit_code == 0 and ": valid (working copy; nothing recorded)" in valid.stdout
     missing = runner.invoke(app, ["card", "show", "nobody"])
     assert missing.exit_code == 2 and "model card of 'nobody'" in missing.output
     project.policy_file.write_text(POLICY.replace("type: no_regression", "type: no_regresion"))
     broken = runner.invoke(app, ["check", name, "1", "--to", "staging"])
     assert broken.exit_code == 2 and "policy.yaml:15: field 'targets.champion.rules[1].type'" in broken.output
     assert "unknown rule type 'no_regresion'" in broken.output
+    checked = runner.invoke(app, ["policy", "validate"])
+    assert checked.exit_code == 2 and "policy.yaml:15: field 'targets.champion.rules[1].type'" in checked.output
 
 
 def test_first_promotion_tolerates_unlisted_models_in_trail(project: Settings) -> None:

@@ -1,4 +1,4 @@
-"""Governance commands: ``mlops card show|validate``, ``check``, ``approve``, ``reject``, ``promote``, ``rollback``."""
+"""Governance commands: ``mlops card show``, ``check``, ``approve``, ``reject``, ``withdraw``, ``promote``, ``rollback``."""
 
 from __future__ import annotations
 
@@ -87,27 +87,6 @@ def card_show_cmd(
     ]
     console.print(table(f"model card: {card.name}", ["field", "value"], rows))
     console.print(f"[dim]{card.path}  blob {card.card_hash[:12]}[/]")
-
-
-@card_app.command("validate")
-def card_validate_cmd(
-    name: str = typer.Argument(..., help="Registered model name (the card is governance/models/NAME.yaml)."),
-    json_out: bool = json_option(),
-) -> None:
-    """Validate the model card of NAME; errors name the file, the field and the line (exit 2).
-
-    A card whose content changed since it was last recorded gets an audit entry with its git blob hash.
-
-    Example: mlops card validate credit-risk --json
-    """
-    from mlops_layer import api
-
-    result = api.card_validate(name)
-    if json_out:
-        print_json(result)
-        return
-    changed = f", change recorded as audit #{result.audit_seq}" if result.audit_seq is not None else ""
-    console.print(f"{ok_mark(True)} {result.path} is valid (blob {result.card_hash[:12]}{changed})")
 
 
 @app.command("check")
@@ -244,3 +223,41 @@ _reject.__doc__ = """Sign a rejection of VERSION for ALIAS with your SSH key: it
     """
 app.command("approve")(_approve)
 app.command("reject")(_reject)
+
+
+@app.command("withdraw")
+def withdraw_cmd(
+    name: str = typer.Argument(..., help="Registered model name."),
+    version: str = typer.Argument(..., help="Model version number."),
+    to: str = typer.Option(..., "--to", help=TO_HELP),
+    key: Path = typer.Option(..., "--key", help="The SSH private key you signed your approval (or rejection) with."),
+    comment: str = typer.Option(None, "--comment", help="Why: kept in the signed withdrawal and the trail."),
+    principal: str = typer.Option(None, "--as", help="The principal to sign as, when your key is trusted for several."),
+    for_rollback: bool = typer.Option(False, "--rollback", help="Withdraw a rollback approval (not a promotion's)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Withdraw your approval (or rejection) of VERSION for ALIAS with a signed withdrawal; audited.
+
+    From then on your earlier decision no longer counts; a later `mlops approve` counts again.
+
+    Example: mlops withdraw credit-risk 4 --to champion --key ~/.ssh/id_ed25519 --comment "new evidence"
+    """
+    from mlops_layer import api
+
+    withdrawal = api.withdraw_approval(
+        name,
+        version,
+        to,
+        key_path=key,
+        comment=comment,
+        principal=principal,
+        action="rollback" if for_rollback else "promote",
+    )
+    if json_out:
+        print_json(withdrawal.to_dict())
+        return
+    st = withdrawal.statement
+    console.print(
+        f"{st.approver} [yellow]withdrew[/] their decision on the {st.action} of {st.model} v{st.version} -> "
+        f"@{st.target} (signed, audit #{withdrawal.audit_seq})"
+    )

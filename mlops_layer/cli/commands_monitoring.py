@@ -1,4 +1,4 @@
-"""Monitoring commands: ``mlops monitor`` (score a production batch) and ``mlops alerts status|flush``."""
+"""Monitoring commands: ``mlops monitor`` (score a production batch) and ``mlops alerts status|ack|resolve|flush``."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def alerts_status_cmd(
     rows = [
         (
             r["rule"],
-            r["status"],
+            r["status"] + (f" · acked by {r['acked_by']}" if r.get("acked_by") else ""),
             r["fired_at"] or "",
             r["suppressed"],
             (r["last"] or {}).get("message", ""),
@@ -146,6 +146,45 @@ def alerts_status_cmd(
         )
     )
     console.print(f"queued notifications: {status.queued_notifications}")
+
+
+def _alert_change(action: str) -> Any:
+    def command(
+        name: str = typer.Argument(..., help="The monitored model."),
+        alert: str = typer.Argument(..., help="The open alert: its rule name (e.g. data-drift) or its alert id."),
+        comment: str = typer.Option(
+            "" if action == "ack" else ..., "--comment", "-m", help="What is being done, or why it is resolved."
+        ),
+        json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    ) -> None:
+        from mlops_layer import api
+
+        change = (api.alert_ack if action == "ack" else api.alert_resolve)(name, alert, comment=comment)
+        if json_out:
+            print_json(change.to_dict())
+            return
+        e = change.event
+        verb = "acknowledged (still open)" if action == "ack" else "resolved (closed)"
+        console.print(f"{e.model} v{e.version}: {e.rule} {verb} · {e.alert_id} · audit #{change.audit_seq}")
+
+    return command
+
+
+_ack = _alert_change("ack")
+_ack.__doc__ = """Acknowledge an open alert: it stays open, marked with who, when and your comment; audited.
+
+    Example: mlops alerts ack churn data-drift --comment "upstream feed fixed, watching the next batches"
+    """
+_resolve = _alert_change("resolve")
+_resolve.__doc__ = """Resolve an open alert now (the cause is fixed): it closes, audited, and may fire again later.
+
+    Alerts also close by themselves after `clear_after` healthy batches, and when the alias they were raised on
+    moves to another version (closed as superseded, with the reason).
+
+    Example: mlops alerts resolve churn data-drift --comment "retrained as v3"
+    """
+alerts_app.command("ack")(_ack)
+alerts_app.command("resolve")(_resolve)
 
 
 @alerts_app.command("flush")

@@ -22,6 +22,9 @@ def retrain_cmd(
     ),
     to: str = typer.Option("champion", "--to", help="The alias the challenger is sent to, through the policy."),
     data_dir: str = typer.Option("data/raw", "--data-dir", help="The DVC-tracked folder the pipeline trains from."),
+    no_commit: bool = typer.Option(
+        False, "--no-commit", help="Leave dvc.lock, metrics and outputs uncommitted; print exactly what is left."
+    ),
     json_out: bool = json_option(),
 ) -> None:
     """Retrain a model and send the challenger through the promotion policy.
@@ -29,7 +32,8 @@ def retrain_cmd(
     The new batch is committed as a new DVC data version, `dvc repro` registers a challenger with full lineage, and
     the challenger is promoted where the policy allows it automatically; otherwise it waits for signed approvals and
     the approvers are notified. A failure midway leaves every alias untouched and is audited. Two retrains of one
-    model never run at once: the second says so and exits.
+    model never run at once: the second says so and exits. What `dvc repro` wrote (dvc.lock, metrics, outputs
+    tracked by git) is committed in a second commit naming the retraining and the new version, unless --no-commit.
 
     Example: mlops retrain breast-cancer-classifier --data new-labels.csv --if-needed
     """
@@ -37,7 +41,13 @@ def retrain_cmd(
 
     with console.status("retraining…", spinner="dots") as status:
         result = api.retrain(
-            name, data=data, if_needed=if_needed, to=to, data_dir=data_dir, progress=lambda step: status.update(step)
+            name,
+            data=data,
+            if_needed=if_needed,
+            to=to,
+            data_dir=data_dir,
+            commit=not no_commit,
+            progress=lambda step: status.update(step),
         )
     if json_out:
         print_json(result.to_dict())
@@ -48,7 +58,15 @@ def retrain_cmd(
     console.print(f"[bold]{name}[/]: retrained because {'; '.join(result.reasons)}")
     if result.data_version:
         console.print(f"new data version: {result.data_version}")
-    console.print(f"challenger: v{result.version}; promoted to: {', '.join('@' + t for t in result.promoted_to) or 'none'}")
+    console.print(
+        f"challenger: v{result.version}; promoted to: {', '.join('@' + t for t in result.promoted_to) or 'none'}"
+    )
+    if result.commit:
+        console.print(f"committed {', '.join(result.committed)} as {result.commit[:12]}")
+    if result.left_to_commit:
+        console.print("left to commit (git add + git commit):")
+        for path in result.left_to_commit:
+            console.print(f"  {path}")
     decision = result.decision
     if result.waiting_for_approval and decision is not None:
         rows = [(ok_mark(r.passed), r.name, r.observed, r.expected, r.message) for r in decision.rules]

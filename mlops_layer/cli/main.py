@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from mlops_layer.cli import (
     commands_audit,  # noqa: F401  (audit log|show|verify|export|checkpoint|reconcile, history)
+    commands_authoring,  # noqa: F401  (card new|validate, policy validate)
     commands_core,  # noqa: F401  (registers init, status, lineage)
     commands_drift,  # noqa: F401  (drift)
-    commands_governance,  # noqa: F401  (card, check, approve, reject, promote, rollback)
-    commands_monitoring,  # noqa: F401  (monitor, alerts status|flush)
+    commands_governance,  # noqa: F401  (card show, check, approve, reject, withdraw, promote, rollback)
+    commands_monitoring,  # noqa: F401  (monitor, alerts status|ack|resolve|flush)
     commands_report,  # noqa: F401  (report)
     commands_retrain,  # noqa: F401  (retrain)
 )
