@@ -127,6 +127,14 @@ def make_demo_keys(ws: Path) -> None:
     git(ws, "commit", "-q", "-m", "demo: trust the generated demo signers file")
 
 
+def enable_git_tags(ws: Path) -> None:
+    """Registrations and alias moves also become GTO's annotated git tags (`gto show` reads them)."""
+    with (ws / "mlops.yaml").open("a") as fh:
+        fh.write("git_tags: true   # GTO tags: NAME@vN.0.0 per version, NAME#ALIAS#N per alias move\n")
+    git(ws, "add", "mlops.yaml")
+    git(ws, "commit", "-q", "-m", "registry in git: GTO tags on")
+
+
 def weaker_params(ws: Path) -> None:
     """A second training run a data scientist might try: far fewer, shallower trees."""
     text = (ws / "params.yaml").read_text()
@@ -139,6 +147,7 @@ def main() -> None:
     started = time.monotonic()
     ws = prepare_workspace(REPO / "demo-workspace")
     make_demo_keys(ws)
+    enable_git_tags(ws)
     make_batches(ws)
     mlops, dvc = str(BIN / "mlops"), str(BIN / "dvc")
     print(f"\033[1mWorkspace ready: {ws}\033[0m (git + DVC project with mlops.yaml and governance/)")
@@ -191,11 +200,13 @@ def main() -> None:
     run([dvc, "repro"], ws)
     run([mlops, "promote", MODEL, "2", "--to", "champion"], ws, expect=(1,))
 
-    banner("5. Audit: history from the trail, a signed checkpoint, offline verification")
+    banner("5. Audit: history, a signed checkpoint, offline verification; GTO reads the same registry from git tags")
     run([mlops, "history", MODEL, "--alias", "champion"], ws)
     run([mlops, "audit", "checkpoint", "--key", ".demo-keys/audit-bot"], ws)
     run([mlops, "audit", "verify"], ws)
     run([mlops, "status", MODEL], ws)
+    run([str(BIN / "gto"), "show"], ws)  # the same aliases, read from git tags by GTO
+    run([mlops, "audit", "reconcile"], ws)  # registry, trail and tags agree
 
     banner("6. Reports and evidence: HTML pages for people; a signed bundle an auditor verifies offline")
     run([mlops, "report", "--out", "reports"], ws)

@@ -50,7 +50,7 @@ class AlertChange:
 
 
 def _subject(event: AlertEvent, alias: str | None) -> dict[str, str]:
-    subject = {"model": event.model, "version": event.version, "alert": event.rule}
+    subject = {"model": event.model, "version": event.version}  # the rule is in the details (event.rule)
     if alias:
         subject["alias"] = alias
     return subject
