@@ -136,3 +136,10 @@ def test_the_readme_walk_ends_clean_with_gto_agreeing(tmp_path: Path) -> None:
         (actions.ALERT_RESOLVED, "superseded", "1"),
     ]
     assert api.reconcile_audit(settings=cfg).ok
+
+    # a GTO tag moved behind the layer's back is reported by reconcile
+    git(root, "tag", "-f", "-a", "my-model@v1.0.0", "-m", "moved by hand", "HEAD")
+    report = api.reconcile_audit(settings=cfg)
+    assert not report.ok
+    assert [f.kind for f in report.findings] == ["git_tag.version_tag_moved"]
+    assert "moved behind the layer's back" in report.findings[0].message

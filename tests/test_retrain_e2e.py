@@ -58,6 +58,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "governance" / "policy.yaml").write_text(AUTO_POLICY)
     git(root, "commit", "-qam", "auto-promoting policy for the retrain tests")
     dvc.repro(root)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "v1: dvc.lock, metrics and outputs")
     cfg = api.settings(root)
     for target in ("staging", "champion"):
         assert api.promote(MODEL, "1", target, settings=cfg).moved
@@ -92,8 +94,16 @@ def test_retrain_with_new_data_promotes_a_challenger_with_lineage(ws: Path) -> N
     )
     assert "retrain: new data version" in git(ws, "log", "--format=%s")
     trail = _trail(ws)
-    assert trail.index(actions.RETRAIN_STARTED) < trail.index(actions.MODEL_REGISTERED, trail.index(actions.RETRAIN_STARTED))
+    assert trail.index(actions.RETRAIN_STARTED) < trail.index(
+        actions.MODEL_REGISTERED, trail.index(actions.RETRAIN_STARTED)
+    )
     assert trail[-1] == actions.RETRAIN_COMPLETED
+    # the repository is left clean: a second commit holds what `dvc repro` wrote, naming the retraining and v2
+    assert git(ws, "status", "--porcelain") == ""
+    assert result.commit == git(ws, "rev-parse", "HEAD") and "dvc.lock" in result.committed
+    assert "metrics.json" in result.committed and result.left_to_commit == ()
+    assert git(ws, "log", "-1", "--format=%s").startswith(f"retrain: {MODEL} v2 (dvc.lock, metrics and outputs")
+    assert git(ws, "log", "-1", "--format=%s", "HEAD~1").startswith("retrain: new data version of data/raw")
 
 
 def test_failing_pipeline_leaves_champion_untouched_and_is_audited(ws: Path) -> None:
@@ -134,3 +144,17 @@ def test_if_needed_does_nothing_without_alert_or_due_cadence(ws: Path, monkeypat
     result = CliRunner().invoke(app, ["retrain", MODEL, "--if-needed", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["ran"] is False
+
+
+def test_no_commit_prints_exactly_what_is_left(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ws)
+    head = git(ws, "rev-parse", "HEAD")
+    out = CliRunner().invoke(app, ["retrain", MODEL, "--data", str(_batch(ws, "labels-3.csv")), "--no-commit"])
+    assert out.exit_code == 0, out.output
+    assert git(ws, "log", "-1", "--format=%s").startswith("retrain: new data version")  # the data pointer: committed
+    assert git(ws, "rev-parse", "HEAD~1") == head
+    dirty = sorted(line.split(maxsplit=1)[1] for line in git(ws, "status", "--porcelain").splitlines())
+    listed = out.stdout.split("left to commit (git add + git commit):", 1)[1].split()
+    assert "dvc.lock" in dirty and sorted(listed[: len(dirty)]) == dirty
+    git(ws, "add", "-A")
+    git(ws, "commit", "-qm", "commit what retrain left")
