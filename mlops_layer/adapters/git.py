@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -130,7 +131,7 @@ class GitRepo:
             changes[path] = f"{code}:{digest}"
         return changes
 
-    def commit_paths(self, paths: list[str], message: str) -> str:
+    def commit_paths(self, paths: Sequence[str], message: str) -> str:
         """Stage exactly ``paths`` (additions, changes, deletions) and commit only them; returns the new commit."""
         import git
 
@@ -139,7 +140,7 @@ class GitRepo:
             self.repo.git.commit("-q", "-m", message, "--", *paths)
         except git.GitError as exc:
             raise BackendError(
-                f"git could not commit {', '.join(paths[:5])} in {self.root}: {exc}",
+                f"git could not commit {', '.join(list(paths)[:5])} in {self.root}: {exc}",
                 hint="commit them yourself (`git status` lists them), or fix the git configuration (user.email)",
             ) from exc
         return self.head_commit()
@@ -151,17 +152,6 @@ class GitRepo:
             return str(self.repo.git.rev_parse(f"HEAD:{rel}"))
         except Exception:  # noqa: BLE001 - gitpython raises GitCommandError for a missing path
             return None
-
-    def commit_paths(self, paths: tuple[str, ...], message: str) -> str:
-        """Stage and commit exactly ``paths`` (relative to the root) with ``message``; returns the new commit."""
-        import git
-
-        try:
-            self.repo.git.add("--", *paths)
-            self.repo.git.commit("-q", "-m", message, "--", *paths)
-        except git.GitCommandError as exc:
-            raise BackendError(f"git could not commit {', '.join(paths)}: {exc.stderr.strip() or exc}") from exc
-        return self.head_commit()
 
 
 def config_value(root: Path, key: str) -> str | None:

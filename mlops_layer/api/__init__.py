@@ -1,9 +1,11 @@
 """The one facade of mlops_layer: plain functions that open adapters, call the core, close them, return results.
 
 One module per capability — ``training`` (init, governed runs, registration, lineage, loading), ``status``,
-``audit``, ``evidence`` (bundles), ``governance`` (cards, check, promote, rollback, approve), ``evaluation`` (the
-layer's own scores on a holdout), ``drift``, ``monitoring``, ``retrain``, ``report`` (HTML pages) — wired
-by ``_wiring``. The CLI, the pipeline stages and users' own scripts all call these; nothing here prints. Heavy
+``audit``, ``evidence`` (bundles), ``governance`` (cards, check, promote, rollback, approve, withdraw),
+``authoring`` (card new, card and policy validation of the working copy), ``evaluation`` (the layer's own scores on
+a holdout), ``drift``, ``monitoring``, ``lifecycle`` (alert ack/resolve, what follows an alias move, GTO's git
+tags), ``retrain``, ``report`` (HTML pages) — wired by ``_wiring``. The CLI, the pipeline stages and users' own
+scripts all call these; nothing here prints. Heavy
 libraries (mlflow, dvc, pandas, evidently) are imported inside functions, never at module top.
 """
 
@@ -24,18 +26,12 @@ from mlops_layer.api.audit import (
     reconcile_audit,
     verify_audit,
 )
+from mlops_layer.api.authoring import CardDraft, FilesValidation, card_new, card_validate, policy_validate
 from mlops_layer.api.drift import drift_check, drift_config, profile_for_training, reference_profile
 from mlops_layer.api.evaluation import evaluate
 from mlops_layer.api.evidence import BundleExport, export_bundle, verify_bundle
-from mlops_layer.api.governance import (
-    CardValidation,
-    approve,
-    card_show,
-    card_validate,
-    check,
-    promote,
-    rollback,
-)
+from mlops_layer.api.governance import approve, card_show, check, promote, rollback, withdraw_approval
+from mlops_layer.api.lifecycle import alert_ack, alert_resolve
 from mlops_layer.api.monitoring import AlertStatus, alert_status, flush_notifications, monitor, monitor_every
 from mlops_layer.api.report import ReportResult, inventory_page, model_page, report
 from mlops_layer.api.retrain import RetrainResult, retrain
@@ -58,7 +54,8 @@ __all__ = [
     "AuditCheckpointResult",
     "AuditExport",
     "BundleExport",
-    "CardValidation",
+    "CardDraft",
+    "FilesValidation",
     "GovernedRun",
     "HistoryReport",
     "InitResult",
@@ -69,10 +66,13 @@ __all__ = [
     "RetrainResult",
     "StatusReport",
     "VersionStatus",
+    "alert_ack",
+    "alert_resolve",
     "alert_status",
     "approve",
     "audit_entry",
     "audit_log",
+    "card_new",
     "card_show",
     "card_validate",
     "check",
@@ -95,6 +95,7 @@ __all__ = [
     "monitor_every",
     "open_audit",
     "parse_time",
+    "policy_validate",
     "profile_for_training",
     "promote",
     "reconcile_audit",
@@ -107,4 +108,5 @@ __all__ = [
     "status",
     "verify_audit",
     "verify_bundle",
+    "withdraw_approval",
 ]

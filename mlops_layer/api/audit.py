@@ -271,6 +271,12 @@ def reconcile_audit(
         registry = _wiring.registry(cfg)
     with _wiring.audit_store(cfg) as trail:
         report = reconcile(trail, registry)
+        if cfg.git_tags and hasattr(registry, "versions"):
+            from mlops_layer.api.lifecycle import tag_findings
+
+            extra = tuple(tag_findings(cfg, registry))  # GTO's tags, compared with MLflow
+            if extra:
+                report = dataclasses.replace(report, ok=False, findings=(*report.findings, *extra))
         if record_incident and report.findings:
             entries = record_incidents(trail, report.findings, cfg.actor)
             report = dataclasses.replace(report, incident_seqs=tuple(e.seq for e in entries))

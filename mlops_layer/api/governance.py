@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,32 +21,11 @@ if TYPE_CHECKING:
     from mlops_layer.governance.trail import AuditTrailView
 
 
-@dataclass(frozen=True)
-class CardValidation:
-    """A valid model card: where it is, its git blob hash, and the audit entry when its content changed."""
-
-    model: str
-    path: str
-    card_hash: str
-    valid: bool = True
-    changed: bool = False
-    audit_seq: int | None = None
-
-
 def card_show(name: str, *, settings: Settings | None = None) -> ModelCard:
     """The validated model card of ``name`` (``governance/models/NAME.yaml``) as a ``ModelCard``."""
     from mlops_layer.governance.cards import load_card
 
     return load_card(_wiring.resolve(settings).cards_dir, name)
-
-
-def card_validate(name: str, *, settings: Settings | None = None) -> CardValidation:
-    """Validate the card (ConfigError naming file, field and line); audit a content change with its blob hash."""
-    cfg = _wiring.resolve(settings)
-    card = card_show(name, settings=cfg)
-    with _wiring.governance_trail(cfg) as trail:
-        seq = _record_card_change(trail, card)
-    return CardValidation(name, card.path, card.card_hash, True, seq is not None, seq)
 
 
 def _record_card_change(trail: AuditTrailView, card: ModelCard) -> int | None:
@@ -140,7 +119,18 @@ def promote(
         _record_policy_change(trail, gov.policy)
         with contextlib.suppress(MlopsError):  # an absent/invalid card is reported by the rules that need it
             _record_card_change(trail, gov.load_card(name))
-        return gov.promote(name, str(version), to, automatic=automatic)
+        result = gov.promote(name, str(version), to, automatic=automatic)
+    return _after_move(cfg, name, to, result)
+
+
+def _after_move(cfg: Settings, name: str, alias: str, result: PromotionResult) -> PromotionResult:
+    """The replaced version's alerts on ``alias`` close, GTO's stage tag follows: side effects that only warn."""
+    if not result.moved:
+        return result
+    from mlops_layer.api.lifecycle import after_alias_move
+
+    notes = after_alias_move(cfg, name, alias, result.current)
+    return dataclasses.replace(result, warnings=(*result.warnings, *notes)) if notes else result
 
 
 def rollback(name: str, to: str, *, settings: Settings | None = None) -> PromotionResult:
@@ -157,7 +147,8 @@ def rollback(name: str, to: str, *, settings: Settings | None = None) -> Promoti
         back: PromotionResult = server.rollback(name, to)
         return back
     with _wiring.governance_trail(cfg) as trail:
-        return _governance(cfg, trail).rollback(name, to)
+        result = _governance(cfg, trail).rollback(name, to)
+    return _after_move(cfg, name, to, result)
 
 
 def approve(
@@ -170,9 +161,11 @@ def approve(
     reject: bool = False,
     principal: str | None = None,
     action: str = "promote",
+    withdraw: bool = False,
     settings: Settings | None = None,
 ) -> SignedApproval:
-    """Sign an approval (or, with ``reject=True``, a rejection) of ``name`` v``version`` for alias ``to``.
+    """Sign an approval (or, with ``reject=True``, a rejection; with ``withdraw=True``, a withdrawal of the
+    signer's earlier decision, see :func:`withdraw_approval`) of ``name`` v``version`` for alias ``to``.
 
     The signer is whoever ``allowed_signers`` trusts the key for (never the actor name); their roles come from
     policy.yaml. The statement binds the version's content (run id, source, model id), so it cannot be replayed for
@@ -184,6 +177,7 @@ def approve(
     from mlops_layer.errors import ApprovalError
     from mlops_layer.governance.approvals import (
         NAMESPACE,
+        check_approval,
         check_approvals,
         default_signer,
         default_verifier,
@@ -220,7 +214,11 @@ def approve(
     info = registry.get_version(name, str(version))
     identity = identity_of(info)
     with _wiring.governance_trail(cfg) as trail:
-        if action == "promote":
+        if withdraw:
+            _withdrawable(
+                trail.approvals(name, identity.version, to), signer_principal, action, name, identity.version, to
+            )
+        elif action == "promote":
             candidate = Candidate(
                 model=name,
                 version=identity.version,
@@ -237,13 +235,13 @@ def approve(
                     f"{signer_principal} {did} {name} v{identity.version}: separation of duties forbids approving it",
                     hint="ask another holder of the approver roles",
                 )
-        statement = make_statement(
-            identity, to, signer_principal, decision="reject" if reject else "approve", action=action, comment=comment
-        )
+        decision = "withdraw" if withdraw else "reject" if reject else "approve"
+        statement = make_statement(identity, to, signer_principal, decision=decision, action=action, comment=comment)
         signed = sign_statement(statement, key, default_signer())
-        verified = check_approvals(
-            [signed], identity, to, action, cfg.allowed_signers, default_verifier(), policy.roles_of
-        )[0]
+        # this statement on its own: a withdrawal is a valid statement that never counts as a decision
+        verified = check_approval(
+            signed, identity, to, action, cfg.allowed_signers, default_verifier(), policy.roles_of
+        )
         if not verified.valid:
             raise ApprovalError(f"the new approval does not verify: {verified.reason}")
         seq = trail.record_approval(signed)
@@ -263,3 +261,44 @@ def approve(
         registry, name, identity.version, {approvals_tag(to): approvals_tag_value(latest)}, what="governance tags"
     )
     return replace(signed, audit_seq=seq)
+
+
+def _withdrawable(filed: list[SignedApproval], principal: str, action: str, name: str, version: str, to: str) -> None:
+    """A withdrawal needs an earlier decision of the signer on this binding (else there is nothing to withdraw)."""
+    if not any(
+        a.statement.approver == principal and a.statement.action == action and a.statement.decision != "withdraw"
+        for a in filed
+    ):
+        raise InputError(
+            f"{principal} has no {action} decision on {name} v{version} -> @{to} to withdraw",
+            hint="`mlops status NAME` lists the approvals waiting",
+        )
+
+
+def withdraw_approval(
+    name: str,
+    version: str,
+    to: str,
+    *,
+    key_path: Path | str,
+    comment: str | None = None,
+    principal: str | None = None,
+    action: str = "promote",
+    settings: Settings | None = None,
+) -> SignedApproval:
+    """Sign a withdrawal of your earlier approval (or rejection) of ``name`` v``version`` for ``to``.
+
+    Stored as ``approval.withdrawn`` with its signature; from then on the earlier decision no longer counts (an
+    approval signed later counts again). Returns the signed withdrawal (statement, signature, audit_seq).
+    """
+    return approve(
+        name,
+        version,
+        to,
+        key_path=key_path,
+        comment=comment,
+        principal=principal,
+        action=action,
+        withdraw=True,
+        settings=settings,
+    )

@@ -290,6 +290,11 @@ def alert_status(name: str, *, settings: Settings | None = None) -> AlertStatus:
                 "alert_id": st.alert_id if st else None,
                 "suppressed": st.suppressed if st else 0,
                 "last": st.last if st else None,
+                "version": st.fired_version if st and st.status == "open" else None,
+                "alias": st.fired_alias if st and st.status == "open" else None,
+                "acked_by": st.acked_by if st else None,
+                "acked_at": st.acked_at if st else None,
+                "ack_comment": st.ack_comment if st else "",
             }
         )
     queued = [e for e in outbox(cfg).entries() if str(e.get("alert_id", "")).startswith(f"{name}:")]

@@ -15,6 +15,7 @@ from mlops_layer.config import Settings
 from mlops_layer.errors import BackendError, MlopsError, NotFoundError
 
 if TYPE_CHECKING:
+    from mlops_layer.adapters.git import GitRepo
     from mlops_layer.governance.decisions import Decision
 
 
@@ -33,6 +34,10 @@ class RetrainResult:
     waiting_for_approval: bool = False
     notified: tuple[str, ...] = ()
     audit_seqs: tuple[int, ...] = ()
+    commit: str | None = None  # the second commit: what `dvc repro` wrote
+    committed: tuple[str, ...] = ()
+    left_to_commit: tuple[str, ...] = ()  # with commit=False, or files the user had changed before
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         decision = self.decision.to_dict() if self.decision is not None else None
@@ -48,6 +53,10 @@ class RetrainResult:
             "decision": decision,
             "notified": list(self.notified),
             "audit_seqs": list(self.audit_seqs),
+            "commit": self.commit,
+            "committed": list(self.committed),
+            "left_to_commit": list(self.left_to_commit),
+            "warnings": list(self.warnings),
         }
 
 
@@ -119,22 +128,29 @@ def retrain(
     if_needed: bool = False,
     to: str = "champion",
     data_dir: str = "data/raw",
+    commit: bool = True,
     settings: Settings | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RetrainResult:
     """Retrain ``name``: new labelled data becomes a DVC data version, ``dvc repro`` registers a challenger, and the
     challenger goes through the same policy (automatic where the policy allows it, else it waits for approvals and
     the approvers are told). Every step is audited; a failure leaves the current aliases untouched.
+
+    The data pointer is committed before ``dvc repro`` (the challenger's lineage names a commit holding its data);
+    what the pipeline then wrote (dvc.lock, metrics, outputs tracked by git) is committed in a second commit naming
+    the retraining and the new version, before the policy runs. ``commit=False`` leaves those files and lists them
+    in ``left_to_commit``; files the user had changed before the retraining are never committed for them.
     """
     from datetime import datetime, timezone
 
     from mlops_layer.adapters import dvc
+    from mlops_layer.adapters.git import GitRepo
     from mlops_layer.audit import actions
     from mlops_layer.governance.cards import load_card
     from mlops_layer.governance.policy import load_policy
     from mlops_layer.locks import file_lock, lock_path
     from mlops_layer.monitoring.state import open_alerts
-    from mlops_layer.retrain import retrain_need
+    from mlops_layer.retrain import commit_message, retrain_need
 
     cfg = _wiring.resolve(settings)
     say = progress or (lambda _step: None)
@@ -177,6 +193,8 @@ def retrain(
         try:
             say(step)
             data_md5 = _commit_new_data(cfg, batch, data_dir) if batch else None
+            repo = GitRepo(cfg.root)
+            before_repro = repo.worktree_changes()
             step = "running the pipeline (dvc repro)"
             say(step)
             dvc.repro(cfg.root)
@@ -200,6 +218,8 @@ def retrain(
                 )
             )
             raise type(exc)(f"retraining {name} failed while {step}: {exc.message}", hint=exc.hint) from exc
+        say("committing what the pipeline wrote" if commit else "listing what the pipeline wrote")
+        written = _commit_outputs(repo, before_repro, commit, commit_message(name, challenger, reasons, data_md5))
     promoted: list[str] = []
     decision = None
     for target in targets:
@@ -222,6 +242,8 @@ def retrain(
                     "promoted_to": promoted,
                     "waiting_for": None if not waiting else targets[len(promoted)],
                     "notified": list(notified),
+                    "commit": written.commit,
+                    "left_to_commit": list(written.left),
                 },
             )
         )
@@ -237,4 +259,33 @@ def retrain(
         waiting_for_approval=waiting,
         notified=notified,
         audit_seqs=tuple(seqs),
+        commit=written.commit,
+        committed=written.committed,
+        left_to_commit=written.left,
+        warnings=written.warnings,
     )
+
+
+@dataclass(frozen=True)
+class _Written:
+    commit: str | None
+    committed: tuple[str, ...]
+    left: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def _commit_outputs(repo: GitRepo, before: dict[str, str], commit: bool, message: str) -> _Written:
+    """Commit what `dvc repro` wrote (the second commit of a retraining); a git failure only warns."""
+    from mlops_layer.retrain import pipeline_changes
+
+    changes = pipeline_changes(before, repo.worktree_changes())
+    notes = []
+    if changes.already_dirty:
+        notes.append(f"not committed, you had changed them before the retraining: {', '.join(changes.already_dirty)}")
+    if commit and changes.written:
+        try:
+            sha = repo.commit_paths(changes.written, message)
+            return _Written(sha, changes.written, changes.already_dirty, tuple(notes))
+        except MlopsError as exc:
+            notes.append(f"the pipeline's outputs were not committed: {exc.message}")
+    return _Written(None, (), (*changes.written, *changes.already_dirty), tuple(notes))

@@ -50,6 +50,8 @@ def pending_approvals(cfg: Settings, model: str, aliases: dict[str, str]) -> tup
                 key = (str(entry.subject.get("version")), str(entry.subject.get("alias")))
                 if entry.action == actions.APPROVAL_GRANTED:
                     pending.setdefault(key, []).append(entry.actor)
+                elif entry.action == actions.APPROVAL_WITHDRAWN and key in pending:
+                    pending[key] = [who for who in pending[key] if who != entry.actor]
                 elif entry.action == actions.ALIAS_SET:
                     pending.pop(key, None)  # the approval was used
     except MlopsError:
@@ -57,8 +59,24 @@ def pending_approvals(cfg: Settings, model: str, aliases: dict[str, str]) -> tup
     return tuple(
         f"v{version} -> @{alias} approved by {', '.join(sorted(set(who)))}"
         for (version, alias), who in sorted(pending.items())
-        if aliases.get(alias) != version
+        if who and aliases.get(alias) != version
     )
+
+
+def alert_lines(cfg: Settings, name: str) -> tuple[str, ...]:
+    """Open alerts as status shows them: the rule, the version and alias it was raised on, who acknowledged it."""
+    from mlops_layer.monitoring.state import load_state
+
+    out = []
+    for rule, st in sorted(load_state(cfg.state_dir, name).rules.items()):
+        if st.status != "open":
+            continue
+        where = f"v{st.fired_version}" + (f"@{st.fired_alias}" if st.fired_alias else "")
+        ack = ""
+        if st.acked_by:
+            ack = f"; acknowledged by {st.acked_by}" + (f": {st.ack_comment}" if st.ack_comment else "")
+        out.append(f"{rule} on {where} since {st.fired_at}{ack}")
+    return tuple(out)
 
 
 def _decision_word(tag: str) -> str:
@@ -74,8 +92,6 @@ def _decision_word(tag: str) -> str:
 
 def status(name: str | None = None, *, settings: Settings | None = None) -> StatusReport:
     """Registered models, their versions and aliases, governance tags, and the audit trail's head."""
-    from mlops_layer.monitoring.state import open_alerts
-
     cfg = _wiring.resolve(settings)
     registry = _wiring.registry(cfg)
     names = [name] if name else registry.model_names()
@@ -87,7 +103,7 @@ def status(name: str | None = None, *, settings: Settings | None = None) -> Stat
             ModelStatus(
                 name=model,
                 aliases=aliases,
-                open_alerts=tuple(open_alerts(cfg.state_dir, model)),
+                open_alerts=alert_lines(cfg, model),
                 pending_approvals=pending_approvals(cfg, model, aliases),
                 versions=tuple(
                     VersionStatus(

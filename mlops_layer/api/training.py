@@ -343,6 +343,10 @@ def register(
         seq = int(recorded) if recorded and recorded.isdigit() else None
     else:
         _wiring.mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: seq})
+    if cfg.git_tags and lineage.git_commit:
+        from mlops_layer.api.lifecycle import tag_registration, warn_all
+
+        warn_all(tag_registration(cfg, name, version.version, lineage.git_commit))
     return Registration(name, version.version, run_id, uri, lineage, seq)
 
 

@@ -12,9 +12,8 @@ import typer
 
 from mlops_layer.cli.app import app, new_app
 from mlops_layer.cli.commands_governance import card_app
+from mlops_layer.cli.options import json_option
 from mlops_layer.cli.render import console, err_console, ok_mark, print_json
-
-JSON_HELP = "Print the result as JSON (for machines) instead of text."
 
 policy_app = new_app("The promotion policy (governance/policy.yaml): check it before committing.")
 app.add_typer(policy_app, name="policy")
@@ -54,7 +53,7 @@ def card_new_cmd(
         [], "--stakeholder", help="Who to alert: 'Name <email or https URL>' (repeatable)."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing card."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Write the model card of NAME, answering the governance questions you give; the others stay TODO.
 
@@ -116,7 +115,7 @@ def card_validate_cmd(
     name: str = typer.Argument(
         None, help="The model whose card to check; every card under governance/models if left out."
     ),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Check model cards as they are in the working copy: syntax, fields, open TODO questions (exit 2, file:line).
 
@@ -131,7 +130,7 @@ def card_validate_cmd(
 
 
 @policy_app.command("validate")
-def policy_validate_cmd(json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+def policy_validate_cmd(json_out: bool = json_option()) -> None:
     """Check governance/policy.yaml as it is in the working copy: targets and rules, drift: and alerts: (exit 2).
 
     Every problem is reported with file:line. Nothing is written to the audit trail. Use it in CI and pre-commit.

@@ -234,7 +234,7 @@ def withdraw_cmd(
     comment: str = typer.Option(None, "--comment", help="Why: kept in the signed withdrawal and the trail."),
     principal: str = typer.Option(None, "--as", help="The principal to sign as, when your key is trusted for several."),
     for_rollback: bool = typer.Option(False, "--rollback", help="Withdraw a rollback approval (not a promotion's)."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: bool = json_option(),
 ) -> None:
     """Withdraw your approval (or rejection) of VERSION for ALIAS with a signed withdrawal; audited.
 

@@ -155,7 +155,7 @@ def _alert_change(action: str) -> Any:
         comment: str = typer.Option(
             "" if action == "ack" else ..., "--comment", "-m", help="What is being done, or why it is resolved."
         ),
-        json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+        json_out: bool = json_option(),
     ) -> None:
         from mlops_layer import api
 

@@ -7,21 +7,21 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from mlops_layer.config import Settings, load_settings
+from mlops_layer.api import _wiring
+from mlops_layer.config import Settings
 from mlops_layer.errors import MlopsError
 
 
 def _alert_change(name: str, alert: str, action: str, comment: str, settings: Settings | None) -> Any:
-    from mlops_layer.api import _audit_store, _MonitoringTrail
     from mlops_layer.monitoring.alerts import load_alert_rules
     from mlops_layer.monitoring.lifecycle import change_alert
 
-    cfg = settings or load_settings()
+    cfg = _wiring.resolve(settings)
     rules = load_alert_rules(cfg.policy_file)
-    with _audit_store(cfg) as store:
+    with _wiring.acting_trail(cfg) as trail:
         return change_alert(
             cfg.state_dir,
-            _MonitoringTrail(store, cfg.actor),
+            trail,
             name,
             alert,
             action=action,
@@ -46,17 +46,16 @@ def alert_resolve(name: str, alert: str, *, comment: str, settings: Settings | N
 def after_alias_move(cfg: Settings, name: str, alias: str, version: str | None) -> tuple[str, ...]:
     """What follows an alias move through the layer: the replaced version's alerts on it close (audited), and
     with ``git_tags`` the GTO stage tag is written. Returns warnings (these side effects never undo the move)."""
-    from mlops_layer.api import _audit_store, _MonitoringTrail
     from mlops_layer.monitoring.alerts import load_alert_rules
     from mlops_layer.monitoring.lifecycle import close_superseded
 
     notes: list[str] = []
     if version is not None:
         try:
-            with _audit_store(cfg) as store:
+            with _wiring.acting_trail(cfg) as trail:
                 close_superseded(
                     cfg.state_dir,
-                    _MonitoringTrail(store, cfg.actor),
+                    trail,
                     name,
                     alias,
                     version,
@@ -79,11 +78,10 @@ def _gto_ok(name: str, *others: str) -> str | None:
 
 
 def _version_commit(cfg: Settings, name: str, version: str) -> str | None:
-    from mlops_layer.adapters.mlflow import MlflowRegistry
-    from mlops_layer.lineage import TAG_COMMIT
+    from mlops_layer import tags
 
-    info = MlflowRegistry(cfg.tracking_uri, cfg.registry_uri).get_version(name, version)
-    commit = info.tags.get(TAG_COMMIT)
+    info = _wiring.registry(cfg).get_version(name, version)
+    commit = info.tags.get(tags.COMMIT)
     return str(commit) if commit else None
 
 
@@ -123,9 +121,9 @@ def tag_alias(cfg: Settings, name: str, alias: str, version: str | None) -> tupl
 def tag_findings(cfg: Settings, registry: Any) -> list[Any]:
     """Where GTO's tags and MLflow disagree (``git_tags: true``): moved or missing version tags, stages that
     differ from the aliases. Returns ``audit.reconcile.Finding`` values."""
+    from mlops_layer import tags
     from mlops_layer.adapters.gto_tags import compare, gto_name_ok, read_tags
     from mlops_layer.audit.reconcile import Finding
-    from mlops_layer.lineage import TAG_COMMIT
 
     out = []
     for model in registry.model_names():
@@ -133,7 +131,7 @@ def tag_findings(cfg: Settings, registry: Any) -> list[Any]:
             continue
         commits = {}
         for v in registry.versions(model):
-            commit = v.tags.get(TAG_COMMIT)
+            commit = v.tags.get(tags.COMMIT)
             if commit:
                 commits[str(v.version)] = str(commit)
         aliases = {a: v for a, v in registry.get_aliases(model).items() if gto_name_ok(a)}

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_layer.config import Settings, load_settings
+from mlops_layer.api import _wiring
+from mlops_layer.config import Settings
 from mlops_layer.errors import ConfigError, InputError, MlopsError
 
 
@@ -50,7 +51,7 @@ def card_new(name: str, answers: Any = None, *, force: bool = False, settings: S
     from mlops_layer.governance.cards import card_path, open_questions, parse_card
     from mlops_layer.governance.templates import CardAnswers, render_card
 
-    cfg = settings or load_settings()
+    cfg = _wiring.resolve(settings)
     path = card_path(cfg.cards_dir, name)
     if path.exists() and not force:
         raise InputError(f"{path} already exists", hint="edit it, or pass --force to write it afresh")
@@ -78,7 +79,7 @@ def card_validate(name: str | None = None, *, settings: Settings | None = None) 
     """
     from mlops_layer.governance.cards import card_path, open_questions, parse_card
 
-    cfg = settings or load_settings()
+    cfg = _wiring.resolve(settings)
     if name is not None:
         paths = [card_path(cfg.cards_dir, name)]
         if not paths[0].is_file():
@@ -116,11 +117,11 @@ def policy_validate(*, settings: Settings | None = None) -> FilesValidation:
 
     Each section is checked on its own, so one run reports a problem in each; nothing is audited.
     """
-    from mlops_layer.api import drift_config
+    from mlops_layer.api.drift import drift_config
     from mlops_layer.governance.policy import load_policy
     from mlops_layer.monitoring.alerts import load_alert_rules
 
-    cfg = settings or load_settings()
+    cfg = _wiring.resolve(settings)
     path = cfg.policy_file
     if not path.is_file():
         raise InputError(f"{path} does not exist", hint="`mlops init` writes a commented one")
