@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from typing import Any
@@ -144,8 +145,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         "stages:\n  train:\n    cmd: python -c \"print('trained in-process by the tests')\"\n"
         "    deps: [data/train.csv]\n    params: [train.seed]\n"
     )
-    subprocess.run(["dvc", "add", "-q", "data/holdout.csv"], cwd=root, check=True)
-    subprocess.run(["dvc", "repro", "-q"], cwd=root, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data/holdout.csv"], cwd=root, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=root, check=True)
     git(root, "add", "-A")
     git(root, "commit", "-qm", "project")
     yield api.settings(root)
