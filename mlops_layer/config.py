@@ -33,19 +33,25 @@ _FILE_KEYS = {
     "governance_dir",
     "allowed_signers",
     "checkpoint_file",
+    "governance_ref",
+    "signing_key",
     "dvc_remote",
     "actor",
 }
 # Sections that are mappings, validated by their owners (monitoring reads ``notifications``).
-_SECTION_KEYS = {"notifications"}
+_SECTION_KEYS = {"notifications", "audit"}
 # Switches (true/false).  git_tags: write GTO's annotated git tags on registration and alias moves.
 _BOOL_KEYS = {"git_tags"}
+# Keys of the ``audit:`` section: automatic signed checkpoints (the key's path; MLOPS_CHECKPOINT_KEY overrides) and
+# how many entries may follow the newest valid checkpoint before `mlops audit verify` fails.
+AUDIT_KEYS = ("checkpoint_key", "max_unanchored")
 _ENV_KEYS = {
     "tracking_uri": ("MLOPS_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     "registry_uri": ("MLOPS_REGISTRY_URI", "MLFLOW_REGISTRY_URI"),
     "audit_url": ("MLOPS_AUDIT_URL",),
     "experiment": ("MLOPS_EXPERIMENT",),
     "actor": ("MLOPS_ACTOR",),
+    "signing_key": ("MLOPS_SIGNING_KEY",),  # a private key: who it proves is decided by the committed signers
 }
 
 
@@ -64,6 +70,10 @@ class Settings:
     checkpoint_file: Path
     dvc_remote: str | None
     actor: str
+    governance_ref: str = "HEAD"
+    checkpoint_key: Path | None = None
+    max_unanchored: int | None = None
+    signing_key: Path | None = None  # signs the trainer's and registrant's identity (policy `identity: signed`)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     git_tags: bool = False  # also write GTO's git tags for registrations and alias moves
 
@@ -163,6 +173,8 @@ def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
         "governance_dir": DEFAULT_GOVERNANCE_DIR,
         "allowed_signers": None,
         "checkpoint_file": None,
+        "governance_ref": None,
+        "signing_key": None,
         "dvc_remote": None,
         "actor": None,
     }
@@ -186,6 +198,7 @@ def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
     if "://" not in artifact_location:
         artifact_location = str((root / artifact_location).resolve())
     actor = values["actor"] or user_email(root) or getpass.getuser()
+    checkpoint_key, max_unanchored = _audit_section(root, file_cfg.get("audit") or {})
     return Settings(
         root=root,
         tracking_uri=tracking,
@@ -202,6 +215,28 @@ def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
         else governance_dir / "audit-checkpoints.jsonl",
         dvc_remote=values["dvc_remote"],
         actor=str(actor),
+        governance_ref=str(values["governance_ref"] or "HEAD"),
+        checkpoint_key=checkpoint_key,
+        max_unanchored=max_unanchored,
+        signing_key=(root / Path(str(values["signing_key"])).expanduser()).resolve() if values["signing_key"] else None,
         sources=sources,
         git_tags=bool(file_cfg.get("git_tags") or False),
     )
+
+
+def _audit_section(root: Path, section: dict[str, Any]) -> tuple[Path | None, int | None]:
+    """``audit: {checkpoint_key: PATH, max_unanchored: N}``; the key may also come from MLOPS_CHECKPOINT_KEY."""
+    unknown = sorted(set(section) - set(AUDIT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{root / CONFIG_FILE}: unknown setting(s) audit.{', audit.'.join(unknown)}",
+            hint=f"the audit section takes: {', '.join(AUDIT_KEYS)}",
+        )
+    raw_key = os.environ.get("MLOPS_CHECKPOINT_KEY") or section.get("checkpoint_key")
+    if raw_key is not None and not isinstance(raw_key, str):
+        raise ConfigError(f"{root / CONFIG_FILE}: audit.checkpoint_key must be a path, got {raw_key!r}")
+    limit = section.get("max_unanchored")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ConfigError(f"{root / CONFIG_FILE}: audit.max_unanchored must be a whole number >= 0, got {limit!r}")
+    key = (root / Path(raw_key).expanduser()).resolve() if raw_key else None
+    return key, limit

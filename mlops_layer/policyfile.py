@@ -23,6 +23,7 @@ POLICY_SECTIONS: dict[str, str | None] = {
     "roles": "the promotion policy",
     "targets": "the promotion policy",
     "models": "the promotion policy",
+    "identity": "the promotion policy (declared or signed trainer/registrant)",
     "alerts": "monitoring (alert rules)",
     "drift": "the drift gate",
     "monitoring": None,

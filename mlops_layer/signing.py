@@ -525,7 +525,11 @@ def verify(
             f"the signing key {fp} is not in {allowed_signers}",
             hint="only keys listed in allowed_signers (reviewed in git) are trusted",
         )
-    candidates = [s for s in same_key if principal is None or s.principal_matches(principal)]
+    # A named principal must be listed literally: a wildcard line ("*" or "*@example.com") never vouches for a
+    # named approver, or anyone holding that key could sign as everyone the pattern covers.
+    candidates = [
+        s for s in same_key if principal is None or (principal in s.principals and s.principal_matches(principal))
+    ]
     if not candidates:
         trusted = ", ".join(",".join(s.principals) for s in same_key)
         raise UnknownSignerError(
@@ -553,6 +557,28 @@ def verify(
             hint="pass the expected principal explicitly",
         )
     return found
+
+
+def signed_with(data: bytes, signature: str, namespace: str, public_key_line: str) -> bool:
+    """Whether ``signature`` is a valid signature of ``data`` for ``namespace`` by exactly this public key.
+
+    No allowed_signers is involved: this answers "did I make it?" (e.g. the layer recognising its own checkpoints).
+    """
+    try:
+        sig = _parse_signature(signature)
+        parts = public_key_line.split()
+        if sig.namespace != namespace or sig.public_key != _key_blob_from_line(parts[0], parts[1]):
+            return False
+        if sig.key_type == _ED25519:
+            _check_ed25519(data, sig)
+            return True
+        with tempfile.TemporaryDirectory(prefix="mlops-check-") as tmp:
+            sig_file = Path(tmp) / "data.sig"
+            sig_file.write_text(signature, encoding="ascii")
+            check = _run_keygen(["-Y", "check-novalidate", "-n", namespace, "-s", str(sig_file)], input_bytes=data)
+        return check.returncode == 0
+    except (SignatureError, ValueError, IndexError):
+        return False
 
 
 def _check_ed25519(data: bytes, sig: _Sshsig) -> None:
@@ -608,6 +634,12 @@ def _verify_with_keygen(
                 )
             principal_to_check = names[0]
         else:
+            literal = [s for s in parse_allowed_signers(allowed_signers) if s.key_blob == sig.public_key]
+            if literal and not any(principal in s.principals for s in literal):
+                raise UnknownSignerError(
+                    f"the signing key {fp} is not trusted for {principal!r} by name in {allowed_signers} "
+                    "(a wildcard principal never satisfies a named one)"
+                )
             principal_to_check = principal
         proc = _run_keygen(
             [

@@ -112,12 +112,17 @@ def main(dest: Path | None = None) -> Path:
     banner("1. Champion in service: trained, drift-checked, promoted with a signed approval")
     run([dvc, "repro"], ws, quiet=True)
     run([dvc, "push", "-q"], ws)
+    demo.commit_all(ws, "pipeline run: model v1")
+    run([mlops, "promote", MODEL, "1", "--to", "staging"], ws, quiet=True)
+    # drift evidence must be on production data: a batch `mlops monitor` recorded for the model
+    run(
+        [mlops, "monitor", f"{MODEL}@staging", "--batch", "batches/healthy-1.csv", "--labels", "target"], ws, quiet=True
+    )
     run(
         [mlops, "drift", f"{MODEL}/1", "--current", "batches/healthy-1.csv", "--exclude", "target", "--json"],
         ws,
         quiet=True,
     )
-    run([mlops, "promote", MODEL, "1", "--to", "staging"], ws, quiet=True)
     run([mlops, "approve", MODEL, "1", "--to", "champion", "--key", ".demo-keys/alice"], ws, quiet=True)
     run([mlops, "promote", MODEL, "1", "--to", "champion"], ws)
 
@@ -130,6 +135,7 @@ def main(dest: Path | None = None) -> Path:
 
     banner("3. Retrain (an alert is open): new labelled data -> new DVC data version -> challenger -> policy")
     run([mlops, "retrain", MODEL, "--if-needed", "--data", "batches/new-labels.csv"], ws)
+    demo.commit_all(ws, "retrain: the pipeline's lock for the challenger")
     run([mlops, "drift", f"{MODEL}/2", "--current", "batches/drifted-3.csv", "--exclude", "target"], ws)
     run(
         [
@@ -153,6 +159,7 @@ def main(dest: Path | None = None) -> Path:
     run([mlops, "history", MODEL], ws)
     run([mlops, "audit", "log", "--model", MODEL], ws)
     run([mlops, "audit", "verify"], ws)
+    run(["git", "status", "--short"], ws)
     got = receiver.received()
     print(f"\nreceiver got {len(got)} signed notification(s): " + ", ".join(str(r["event"]) for r in got))
     print(f"\033[1;32mLoop finished in {time.monotonic() - started:.0f} s.\033[0m Workspace: {ws}")

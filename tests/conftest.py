@@ -87,3 +87,15 @@ def git_repo(tmp_path: Path) -> Iterator[Path]:
     git(repo, "add", "README.md")
     git(repo, "commit", "-qm", "initial")
     yield repo
+
+
+def commit_governance(root: Path, message: str = "governance") -> str:
+    """Commit ``governance/`` and ``mlops.yaml`` (git-initialising ``root`` if needed): governance counts only once
+    committed. Returns the new HEAD."""
+    if not (root / ".git").exists():
+        git(root, "init", "-q")
+    paths = [p for p in ("governance", "mlops.yaml") if (root / p).exists()]
+    if paths:
+        git(root, "add", "-A", "--", *paths)
+    git(root, "commit", "-q", "--allow-empty", "-m", message)
+    return git(root, "rev-parse", "HEAD")

@@ -7,6 +7,7 @@ check and a signed checkpoint. The model card and the approval comment carry HTM
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import textwrap
 from dataclasses import dataclass
@@ -115,6 +116,8 @@ def build_project(folder: Path, *, batches: int = 24) -> Project:
         for number, acc in enumerate((0.91, 0.72), start=1):
             run = client.create_run(exp)
             client.log_metric(run.info.run_id, "accuracy", acc)
+            model_bytes = f"model {number} of {MODEL}"  # the files a registration binds by sha256
+            client.log_text(run.info.run_id, model_bytes, "model/model.pkl")
             client.set_terminated(run.info.run_id)
             mv = client.create_model_version(
                 MODEL,
@@ -129,7 +132,11 @@ def build_project(folder: Path, *, batches: int = 24) -> Project:
                 git_commit=f"{number:040x}",
                 dvc_hashes={"data/train.csv": f"{number:032x}"},
                 run_id=run.info.run_id,
-                details={"params": {"train.C": 0.5 * number}, "artifacts": {"model.pkl": f"{number:064x}"}},
+                details={
+                    "params": {"train.C": 0.5 * number},
+                    "artifacts": {"model.pkl": "sha256:" + hashlib.sha256(model_bytes.encode()).hexdigest()},
+                    "metrics": {"accuracy": acc},
+                },
             )
         # another model's entry in the middle: the bundle must carry it and say so
         store.append(actions.MODEL_REGISTERED, actor="dave@example.com", subject={"model": "fraud", "version": "1"})

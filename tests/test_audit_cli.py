@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import commit_governance
 from typer.testing import CliRunner
 
 from mlops_layer import api, signing
@@ -48,6 +49,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             )
         trail.append(actions.ALIAS_SET, actor="ops", subject={"model": "churn", "alias": "champion", "version": "1"})
         trail.append(actions.ALIAS_SET, actor="ops", subject={"model": "churn", "alias": "champion", "version": "2"})
+    commit_governance(root)
     return root
 
 

@@ -20,6 +20,7 @@ from mlops_layer.cli.main import app
 from mlops_layer.config import Settings
 from mlops_layer.drift.config import DriftConfig
 from mlops_layer.drift.gate import check
+from mlops_layer.drift.io import file_digest
 from mlops_layer.drift.profile import build_profile
 from mlops_layer.errors import NotFoundError
 from mlops_layer.governance.trail import AuditTrailView
@@ -100,8 +101,19 @@ def test_model_check_is_logged_to_mlflow_and_the_audit_trail(project: Settings, 
     entry = entries[0]
     assert entry.subject == {"model": "m", "version": "1"} and entry.decision == "failed"  # type: ignore[attr-defined]
     assert entry.details["passed"] is False and set(entry.details["drifted_columns"]) == {"a", "b", "d"}  # type: ignore[attr-defined]
-    # the promotion rule drift_passed reads exactly this entry
+    # the promotion rule drift_passed reads exactly this entry, once the file is known as production data
     with AuditStore.open(project.audit_url) as store:
+        status = AuditTrailView(store, "tester").drift_status("m", "1")
+    assert status is not None and status.passed is None and status.ignored == 1  # not a production batch (yet)
+    with AuditStore.open(project.audit_url) as store:
+        for name in ("shifted.parquet", "same.csv"):  # as `mlops monitor` records production batches
+            store.append(
+                actions.MONITOR_BATCH,
+                actor="monitor",
+                subject={"model": "m", "version": "1", "alias": "champion"},
+                decision="ok",
+                details={"batch": name, "batch_sha256": file_digest(tmp_path / name).removeprefix("sha256:")},
+            )
         status = AuditTrailView(store, "tester").drift_status("m", "1")
     assert status is not None and status.passed is False and "drift share" in status.detail
     ok = api.drift_check("m/1", tmp_path / "same.csv", settings=project)
@@ -111,6 +123,11 @@ def test_model_check_is_logged_to_mlflow_and_the_audit_trail(project: Settings, 
     assert latest is not None and latest.passed
     unlogged = api.drift_check("m/1", tmp_path / "same.csv", settings=project, log=False)
     assert unlogged.audit_seq is None and len(drift_entries(project)) == 2
+    # a check on the training data itself satisfies nothing: the latest production check still stands
+    api.drift_check("m/1", tmp_path / "train.csv", settings=project)
+    with AuditStore.open(project.audit_url) as store:
+        after = AuditTrailView(store, "tester").drift_status("m", "1")
+    assert after is not None and after.audit_seq == latest.audit_seq and after.ignored == 1
 
 
 def test_version_logged_before_profiles_gets_a_clear_message(project: Settings, tmp_path: Path) -> None:
@@ -224,4 +241,5 @@ def test_streamed_model_check_is_recorded_like_any_other(project: Settings, tmp_
     assert entry.details["engine"] == "stream" and entry.details["near_threshold"] == []  # type: ignore[attr-defined]
     with AuditStore.open(project.audit_url) as store:
         status = AuditTrailView(store, "tester").drift_status("m", "1")
-    assert status is not None and status.passed is False  # the promotion rule reads a streamed check the same way
+    # a folder has no content hash a monitored production batch could match: recorded, and evidence for nothing
+    assert status is not None and status.passed is None and status.ignored == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import commit_governance
 from typer.testing import CliRunner
 
 from mlops_layer import api, signing
@@ -20,7 +22,8 @@ from mlops_layer.cli.main import app
 from mlops_layer.config import Settings
 from mlops_layer.errors import ApprovalError
 from mlops_layer.governance.approvals import SignedApproval, default_signer, make_statement, sign_statement
-from mlops_layer.governance.promotion import identity_of
+from mlops_layer.governance.promotion import bound_identity
+from mlops_layer.governance.trail import AuditTrailView
 
 POLICY = textwrap.dedent(
     """\
@@ -104,6 +107,7 @@ def project(tmp_path: Path, mlflow_uri: str, keys: dict[str, Path], monkeypatch:
     (root / "governance" / "policy.yaml").write_text(POLICY)
     (root / "governance" / "allowed_signers").write_text(keys["signers"].read_text())
     (root / "mlops.yaml").write_text(f"tracking_uri: {mlflow_uri}\naudit_url: sqlite:///.mlops/audit.db\n")
+    commit_governance(root)
     monkeypatch.chdir(root)
     return api.settings(root)
 
@@ -114,6 +118,7 @@ def new_model(cfg: Settings, accuracies: list[float | None], *, registered_by: s
 
     name = f"credit{next(_counter)}"
     (cfg.cards_dir / f"{name}.yaml").write_text(CARD)
+    commit_governance(cfg.root, f"card of {name}")
     client = MlflowClient(cfg.tracking_uri, cfg.registry_uri)
     exp = client.get_experiment_by_name("gov")
     assert exp is not None
@@ -123,6 +128,8 @@ def new_model(cfg: Settings, accuracies: list[float | None], *, registered_by: s
             run = client.create_run(exp.experiment_id)
             if acc is not None:
                 client.log_metric(run.info.run_id, "accuracy", acc)
+            model_bytes = f"model of {name} run {run.info.run_id}"
+            client.log_text(run.info.run_id, model_bytes, "model/model.pkl")
             client.set_terminated(run.info.run_id)
             mv = client.create_model_version(
                 name,
@@ -140,6 +147,10 @@ def new_model(cfg: Settings, accuracies: list[float | None], *, registered_by: s
                 actor=registered_by,
                 subject={"model": name, "version": str(mv.version)},
                 run_id=run.info.run_id,
+                details={
+                    "artifacts": {"model.pkl": "sha256:" + hashlib.sha256(model_bytes.encode()).hexdigest()},
+                    "metrics": {} if acc is None else {"accuracy": acc},
+                },
             )
     return name
 
@@ -172,7 +183,9 @@ def statement_for(cfg: Settings, name: str, version: str, alias: str, who: str, 
     from mlops_layer.adapters.mlflow import MlflowRegistry
 
     info = MlflowRegistry(cfg.tracking_uri).get_version(name, version)
-    return sign_statement(make_statement(identity_of(info), alias, who), key, default_signer())
+    with AuditStore.open(cfg.audit_url) as store:
+        record = AuditTrailView(store, "test").registration(name, version)
+    return sign_statement(make_statement(bound_identity(info, record), alias, who), key, default_signer())
 
 
 def failed(decision: Any) -> dict[str, str]:
@@ -294,7 +307,9 @@ def test_approval_for_v3_replayed_for_v4_and_other_alias(project: Settings, keys
         view = AuditTrailView(store, "x")
         from mlops_layer.adapters.mlflow import MlflowRegistry
 
-        ident = identity_of(MlflowRegistry(project.tracking_uri).get_version(name, "3"))
+        ident = bound_identity(
+            MlflowRegistry(project.tracking_uri).get_version(name, "3"), view.registration(name, "3")
+        )
         checks = check_all(
             view.approvals(name, "3", "staging"),
             ident,
@@ -318,7 +333,7 @@ def test_actor_name_never_satisfies_an_approval(project: Settings, monkeypatch: 
     assert trail(cfg, name)[-1].actor == "alice@example.com"  # recorded, but proves nothing
 
 
-def test_alias_moved_behind_the_layers_back_between_check_and_promote(project: Settings) -> None:
+def test_alias_moved_behind_the_layers_back_between_check_and_promote(project: Settings, keys: dict[str, Path]) -> None:
     from mlflow import MlflowClient
 
     name = new_model(project, [0.85, 0.9, 0.95])
@@ -333,8 +348,8 @@ def test_alias_moved_behind_the_layers_back_between_check_and_promote(project: S
 
     assert MlflowRegistry(project.tracking_uri).get_aliases(name)["staging"] == "2"  # left for reconciliation
     assert trail(project, name)[-1].decision == "refused"
-    # reconciliation finds it; once the incident is recorded, governance resumes from the registry's state
-    report = api.reconcile_audit(settings=project, record_incident=True)
+    # reconciliation finds it; once an approver signs the incident, governance resumes from the registry's state
+    report = api.reconcile_audit(settings=project, record_incident=True, key_path=keys["alice"])
     assert any(f.model == name and f.alias == "staging" for f in report.findings)
     resumed = api.promote(name, "3", "staging", settings=project)
     assert resumed.moved and resumed.previous == "2", failed(resumed.decision)
@@ -416,6 +431,9 @@ def test_card_change_is_audited_once_per_content_when_promotion_uses_it(project:
     path = project.cards_dir / f"{name}.yaml"
     path.write_text(path.read_text() + "reuse_notes: EU only\n")
     api.promote(name, "1", "staging", settings=project)
+    assert card_entries() == first  # uncommitted: the committed card is the one that counts
+    commit_governance(project.root, "card: reuse notes")
+    api.promote(name, "1", "staging", settings=project)
     assert len(card_entries()) == 2 and card_entries()[1] != first[0]
     path.write_text(path.read_text().replace("sensitivity: internal", "sensitivity: top-secret"))
     bad = api.card_validate(name, settings=project)
@@ -469,6 +487,8 @@ def test_cli_card_show_validate_and_bad_policy(project: Settings) -> None:
     missing = runner.invoke(app, ["card", "show", "nobody"])
     assert missing.exit_code == 2 and "model card of 'nobody'" in missing.output
     project.policy_file.write_text(POLICY.replace("type: no_regression", "type: no_regresion"))
+    assert runner.invoke(app, ["check", name, "1", "--to", "staging"]).exit_code == 0  # uncommitted: ignored
+    commit_governance(project.root, "a broken policy")
     broken = runner.invoke(app, ["check", name, "1", "--to", "staging"])
     assert broken.exit_code == 2 and "policy.yaml:15: field 'targets.champion.rules[1].type'" in broken.output
     assert "unknown rule type 'no_regresion'" in broken.output

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from mlops_layer.audit.actions import ALIAS_SET, PROMOTION_DECIDED
+from mlops_layer.audit.actions import ALIAS_SET, PROMOTION_DECIDED, ROLLBACK_DECIDED
+from mlops_layer.audit.registrations import RegistrationRecord
 from mlops_layer.errors import BackendError, NotFoundError
 from mlops_layer.governance.approvals import SignedApproval, make_statement
 from mlops_layer.governance.cards import ModelCard
@@ -20,8 +21,8 @@ from mlops_layer.governance.policy import parse_policy
 from mlops_layer.governance.promotion import (
     AliasRecord,
     Governance,
+    bound_identity,
     file_locks,
-    identity_of,
     previous_holder,
 )
 from mlops_layer.governance.rules import AliasHold, DriftStatus
@@ -77,7 +78,8 @@ class FakeRegistry:
 
 
 class FakeTrail:
-    def __init__(self) -> None:
+    def __init__(self, metrics: dict[str, dict[str, float]] | None = None) -> None:
+        self.metrics = metrics or {}  # run id -> metrics frozen at registration
         self.entries: list[dict[str, Any]] = []
         self.approval_list: list[SignedApproval] = []
         self.lock = threading.Lock()
@@ -134,6 +136,29 @@ class FakeTrail:
     def registered_by(self, model: str, version: str) -> str | None:
         return None
 
+    def registration(self, model: str, version: str) -> RegistrationRecord | None:
+        metrics = self.metrics.get(f"run{version}")
+        if metrics is None:
+            return None
+        return RegistrationRecord(0, "reg@x.org", {"model.pkl": f"sha256:{version}"}, dict(metrics))
+
+    def last_set_seq(self, model: str, alias: str, version: str) -> int | None:
+        for e in reversed(self.entries):
+            if e["action"] == ALIAS_SET and e["subject"]["alias"] == alias and e["subject"]["version"] == version:
+                return int(e["seq"])
+        return None
+
+    def allowed_decision_seq(self, model: str, alias: str, version: str) -> int | None:
+        for e in reversed(self.entries):
+            if (
+                e["action"] in (PROMOTION_DECIDED, ROLLBACK_DECIDED)
+                and (e["decision"] or {}).get("allowed")
+                and e["subject"]["alias"] == alias
+                and e["subject"]["version"] == version
+            ):
+                return int(e["seq"])
+        return None
+
     def decisions(self) -> list[dict[str, Any]]:
         return [e for e in self.entries if e["action"] == PROMOTION_DECIDED]
 
@@ -161,7 +186,7 @@ def no_card(name: str) -> ModelCard:
 
 def governance(tmp_path: Path, metrics: dict[str, float] | None = None) -> tuple[Governance, FakeRegistry, FakeTrail]:
     registry = FakeRegistry(metrics or {1: 0.85, 2: 0.9, 3: 0.95, 4: 0.5})
-    trail = FakeTrail()
+    trail = FakeTrail(registry.metrics)
 
     def verifier(data: bytes, sig: str, allowed: Path, ns: str, principal: str | None) -> str:
         if sig != "good":
@@ -193,7 +218,7 @@ def test_first_promotion_when_alias_does_not_exist(tmp_path: Path) -> None:
     assert result.audit_seq == 1 and result.completion_seq == 2 and result.decision.audit_seq == 1
     tags = registry.tags["1"]
     assert '"allowed":true' in tags["mlops.decision.champion"] and tags["mlops.policy.hash"] == gov.policy.policy_hash
-    assert registry.metric_queries == 2  # one metrics query per evaluation (check, promote)
+    assert registry.metric_queries == 0  # the rules read the snapshot frozen at registration, never the live run
 
 
 def test_refusal_is_audited_and_mirrored_and_alias_untouched(tmp_path: Path) -> None:
@@ -293,7 +318,8 @@ def test_rollback_needing_approvals(tmp_path: Path) -> None:
     refused = gov.rollback("credit", "gated")
     assert not refused.allowed and registry.aliases["gated"] == "2"
     info = registry.get_version("credit", "1")
-    st = make_statement(identity_of(info), "gated", "alice@example.com", action="rollback", now=T0 + timedelta(days=2))
+    ident = bound_identity(info, trail.registration("credit", "1"))
+    st = make_statement(ident, "gated", "alice@example.com", action="rollback", now=T0 + timedelta(days=2))
     trail.approval_list = [SignedApproval(st, "good")]
     done = gov.rollback("credit", "gated")
     assert done.moved and registry.aliases["gated"] == "1"

@@ -253,6 +253,20 @@ def test_approvals_rejects_stale_invalid_and_card_roles() -> None:
     assert not evaluate(aged, ctx(approvals=(approval("alice@example.com", at=NOW - timedelta(days=2)),))).allowed
 
 
+def test_approvals_expire_after_30_days_by_default_and_used_ones_are_named() -> None:
+    p = policy("- {type: approvals, count: 1, roles: [model-risk]}\n")
+    long_ago = candidate(created_at=NOW - timedelta(days=60), changed_at=NOW - timedelta(days=60))
+    old = approval("alice@example.com", at=NOW - timedelta(days=31))
+    expired = only(evaluate(p, ctx(candidate=long_ago, approvals=(old,))))
+    assert not expired.passed and "expired (older than 30 days)" in expired.message
+    fresh = approval("alice@example.com", at=NOW - timedelta(days=29))
+    assert evaluate(p, ctx(candidate=long_ago, approvals=(fresh,))).allowed
+    used = only(evaluate(p, ctx(candidate=long_ago, used_approvals=True)))
+    assert not used.passed and "used by that promotion" in used.message
+    reusable = policy("- {type: approvals, count: 1, roles: [model-risk], reusable: true}\n")
+    assert reusable.targets["champion"].rules[0].reusable  # type: ignore[union-attr]
+
+
 def test_approvals_require_each_role() -> None:
     p = policy("- {type: approvals, count: 2, roles: [model-risk, business-owner], require_each_role: true}\n")
     both_risk = only(evaluate(p, ctx(approvals=(approval("alice@example.com"), approval("dan@example.com")))))

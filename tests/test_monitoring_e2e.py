@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import commit_governance
 from typer.testing import CliRunner
 
 from mlops_layer import api
@@ -73,7 +74,16 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     client.create_registered_model(MODEL)
     mv = client.create_model_version(MODEL, source=model_uri, run_id=run_id)
     client.set_registered_model_alias(MODEL, "champion", mv.version)
-    return {"uri": uri, "version": str(mv.version), "accuracy": float(model.score(features, train["churned"]))}
+    from mlops_layer.adapters.mlflow import MlflowRegistry
+
+    return {
+        "uri": uri,
+        "version": str(mv.version),
+        "accuracy": float(model.score(features, train["churned"])),
+        "run_id": run_id,
+        # what a registration through the layer records: monitoring loads only bytes that match it
+        "artifacts": MlflowRegistry(uri, uri).artifact_digests(f"models:/{MODEL}/{mv.version}"),
+    }
 
 
 class Receiver:
@@ -186,6 +196,16 @@ def project(tmp_path: Path, store: dict[str, Any], monkeypatch: pytest.MonkeyPat
     (root / "governance" / "policy.yaml").write_text(POLICY)
     (root / "governance" / "models" / f"{MODEL}.yaml").write_text(card(receiver.url))
     (root / "mlops.yaml").write_text(f"tracking_uri: {store['uri']}\nexperiment: train\n")
+    commit_governance(root)
+    cfg = api.settings(root)
+    with AuditStore.open(cfg.audit_url) as trail:
+        trail.append(
+            actions.MODEL_REGISTERED,
+            actor="ds@example.com",
+            subject={"model": MODEL, "version": store["version"]},
+            run_id=store["run_id"],
+            details={"artifacts": store["artifacts"]},
+        )
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLOPS_WEBHOOK_SECRET", SECRET)
     return api.settings(root)

@@ -220,3 +220,147 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+@dataclass(frozen=True)
+class CommittedFile:
+    """A file as one commit holds it: its bytes and git blob id (``None`` data: absent at that commit)."""
+
+    path: str
+    data: bytes | None
+    blob: str | None
+
+
+class GitCommits:
+    """Read-only access to committed content (``git show REF:path``), for governance that believes commits only.
+
+    Unlike :class:`GitRepo` it never looks at the working copy except to list what differs from the commit.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _git(self, *args: str, input_bytes: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(self.root), *args],
+                input=input_bytes,
+                capture_output=True,
+                check=False,
+                timeout=30,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BackendError(f"git {args[0]} failed in {self.root}: {exc}") from exc
+
+    def is_repo(self) -> bool:
+        out = self._git("rev-parse", "--is-inside-work-tree")
+        return out.returncode == 0 and out.stdout.strip() == b"true"
+
+    def top(self) -> Path:
+        out = self._git("rev-parse", "--show-toplevel")
+        if out.returncode != 0:
+            raise InputError(
+                f"{self.root} is not inside a git repository",
+                hint="governance files are read from a commit: `git init` and commit governance/",
+            )
+        return Path(out.stdout.decode().strip())
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit ``ref`` names, or None (no commits yet / unknown ref)."""
+        out = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        return out.stdout.decode().strip() or None if out.returncode == 0 else None
+
+    def rel(self, path: Path) -> str:
+        top = self.top().resolve()
+        try:
+            return Path(path).resolve().relative_to(top).as_posix()
+        except ValueError:
+            raise InputError(f"{path} is outside the git repository {top}") from None
+
+    def read(self, commit: str, path: Path) -> CommittedFile:
+        """``path`` (absolute, inside the work tree) as ``commit`` holds it."""
+        rel = self.rel(path)
+        out = self._git("rev-parse", "--verify", "--quiet", f"{commit}:{rel}")
+        if out.returncode != 0:
+            return CommittedFile(rel, None, None)
+        blob = out.stdout.decode().strip()
+        data = self._git("cat-file", "blob", blob)
+        if data.returncode != 0:
+            raise BackendError(f"git cannot read blob {blob} ({rel}): {data.stderr.decode(errors='replace').strip()}")
+        return CommittedFile(rel, data.stdout, blob)
+
+    def list_dir(self, commit: str, folder: Path) -> list[str]:
+        """Names of the files directly under ``folder`` at ``commit``."""
+        rel = self.rel(folder)
+        out = self._git("ls-tree", "--name-only", f"{commit}:{rel}")
+        return [n for n in out.stdout.decode().splitlines() if n] if out.returncode == 0 else []
+
+    def uncommitted(self, paths: list[Path]) -> list[str]:
+        """Which of ``paths`` (files or folders) differ from HEAD in the working copy, or are untracked."""
+        rels = [self.rel(p) for p in paths]
+        if not rels:
+            return []
+        out = self._git("status", "--porcelain", "--untracked-files=all", "--", *rels)
+        found = []
+        for line in out.stdout.decode(errors="replace").splitlines():
+            if len(line) > 3:
+                found.append(line[3:].strip().strip('"'))
+        return sorted(set(found))
+
+    def is_ignored(self, path: Path) -> bool:
+        out = self._git("check-ignore", "-q", "--no-index", self.rel(path))
+        return out.returncode == 0
+
+    def is_tracked(self, path: Path) -> bool:
+        out = self._git("ls-files", "--error-unmatch", self.rel(path))
+        return out.returncode == 0
+
+    def blob_exists(self, blob: str) -> bool:
+        out = self._git("cat-file", "-e", f"{blob}^{{blob}}")
+        return out.returncode == 0
+
+    def blobs_reachable(self, ref: str, blobs: set[str]) -> set[str]:
+        """Which of ``blobs`` appear in some commit reachable from ``ref`` (one ``rev-list --objects`` pass)."""
+        if not blobs:
+            return set()
+        out = self._git("rev-list", "--objects", ref)
+        if out.returncode != 0:
+            raise BackendError(f"git rev-list {ref} failed: {out.stderr.decode(errors='replace').strip()}")
+        found = set()
+        for line in out.stdout.decode(errors="replace").splitlines():
+            sha = line.split(" ", 1)[0]
+            if sha in blobs:
+                found.add(sha)
+        return found
+
+    def read_blob(self, blob: str) -> bytes | None:
+        """The bytes of blob ``blob`` (None when the repository does not hold it)."""
+        out = self._git("cat-file", "blob", blob)
+        return out.stdout if out.returncode == 0 else None
+
+    def file_history(self, ref: str, path: Path) -> list[tuple[int, str | None]]:
+        """(commit time as a Unix timestamp, blob id or None when deleted) of every commit reachable from ``ref``
+        that changed ``path``, in commit order (parents first)."""
+        out = self._git(
+            "log",
+            "--topo-order",
+            "--reverse",
+            "--format=C %ct",
+            "--raw",
+            "--no-abbrev",
+            "--no-renames",
+            ref,
+            "--",
+            self.rel(path),
+        )
+        if out.returncode != 0:
+            return []
+        history: list[tuple[int, str | None]] = []
+        when = 0
+        for line in out.stdout.decode(errors="replace").splitlines():
+            if line.startswith("C "):
+                when = int(line[2:].strip() or 0)
+            elif line.startswith(":"):
+                blob = line.split()[3]
+                history.append((when, None if set(blob) == {"0"} else blob))
+        return history  # in commit order (commits made in the same second stay in order)

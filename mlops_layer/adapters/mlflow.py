@@ -306,6 +306,12 @@ class MlflowRegistry:
         with mlflow_errors(f"tagging run {run_id}"):
             self.client.set_tag(run_id, key, value)
 
+    def logged_model_run(self, model_id: str) -> str | None:
+        """The run that logged the model ``m-<id>`` (``models:/m-<id>``), or None."""
+        with mlflow_errors(f"reading logged model {model_id}"):
+            model = self.client.get_logged_model(model_id)
+        return str(model.source_run_id) if model.source_run_id else None
+
     # -- runs ------------------------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunInfo:
         with mlflow_errors(f"reading run {run_id}"):
@@ -733,7 +739,6 @@ def logged_model_run(model_uri: str, tracking_uri: str, registry_uri: str | None
             return client.get_model_version_by_alias(name, alias).run_id or None
         name, _, version = rest.partition("/")
         return client.get_model_version(name, version).run_id or None if version else None
-
 
 
 class MonitoringTracker:

@@ -32,6 +32,8 @@ from mlops_layer.api.evaluation import evaluate
 from mlops_layer.api.evidence import BundleExport, export_bundle, verify_bundle
 from mlops_layer.api.governance import approve, card_show, check, promote, rollback, withdraw_approval
 from mlops_layer.api.lifecycle import alert_ack, alert_resolve
+from mlops_layer.api.loading import load_model
+from mlops_layer.api.migrate import MigrationReport, migrate
 from mlops_layer.api.monitoring import AlertStatus, alert_status, flush_notifications, monitor, monitor_every
 from mlops_layer.api.report import ReportResult, inventory_page, model_page, report
 from mlops_layer.api.retrain import RetrainResult, retrain
@@ -44,7 +46,6 @@ from mlops_layer.api.training import (
     governed_run,
     init,
     lineage,
-    load_model,
     log_run_metrics,
     register,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "HistoryReport",
     "InitResult",
     "LineageReport",
+    "MigrationReport",
     "ModelStatus",
     "Registration",
     "ReportResult",
@@ -90,6 +92,7 @@ __all__ = [
     "lineage",
     "load_model",
     "log_run_metrics",
+    "migrate",
     "model_page",
     "monitor",
     "monitor_every",

@@ -53,10 +53,11 @@ def tracking(cfg: Settings) -> MlflowTracking:
 
 @contextlib.contextmanager
 def audit_store(cfg: Settings) -> Iterator[AuditStore]:
-    """The raw audit store (reads, verification, checkpoints)."""
-    from mlops_layer.audit.store import AuditStore
+    """The raw audit store (reads, verification, checkpoints); with ``audit.checkpoint_key``, closing it after an
+    append signs a checkpoint, so every command leaves the tail anchored."""
+    from mlops_layer.api._trust import open_store
 
-    store = AuditStore.open(cfg.audit_url)
+    store = open_store(cfg)
     try:
         yield store
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_layer.api import _wiring
 from mlops_layer.config import Settings
-from mlops_layer.errors import InputError, NotFoundError
+from mlops_layer.errors import ConfigError, InputError, MlopsError, NotFoundError
 
 if TYPE_CHECKING:
     from mlops_layer.audit.checkpoints import Checkpoint
@@ -118,33 +118,91 @@ def verify_audit(
     allowed_signers: Path | None = None,
     export_file: Path | None = None,
     deep: bool = False,
+    expect: Path | None = None,
+    no_git: bool = False,
 ) -> VerifyReport:
     """Verify the trail offline: every hash and link, timestamps, and every signed checkpoint (db + file).
 
+    Checkpoint signatures are checked against the committed ``allowed_signers`` and the checkpoint file is read from
+    the governance ref (HEAD or ``governance_ref``), unless ``no_git`` (no repository at hand) or explicit paths are
+    given. Entries after the newest valid checkpoint beyond ``audit.max_unanchored`` (0 when a checkpoint key is
+    configured), decisions whose governance blobs are not in git history and re-registrations that claim other
+    digests are problems. ``expect``: a checkpoint kept earlier must still be a prefix of the trail.
     ``export_file`` verifies a ``mlops audit export --format jsonl`` file instead of the database. Returns a
     ``VerifyReport`` (``ok`` False with every problem listed); never raises for a broken chain.
     """
+    from mlops_layer.api._trust import (
+        committed_checkpoints,
+        committed_settings,
+        committed_signers,
+        governance_problems,
+        read_expected_checkpoint,
+        registration_problems,
+        signers_of_their_time,
+    )
     from mlops_layer.audit.checkpoints import read_checkpoint_file
     from mlops_layer.audit.verify import read_export, verify_rows, verify_trail
 
     cfg = _wiring.resolve(settings)
-    cp_file = checkpoint_file or cfg.checkpoint_file
-    signers = allowed_signers or cfg.allowed_signers
+    extra = [read_expected_checkpoint(Path(expect))] if expect is not None else []
+    warnings: list[str] = []
+    safe = cfg
+    cp_data = read_checkpoint_file(checkpoint_file) if checkpoint_file is not None else None
+    signers = allowed_signers
+    signers_at = None
+    limit = cfg.max_unanchored
+    if limit is None and cfg.checkpoint_key is not None:
+        limit = 0
+    if not no_git:
+        try:
+            safe, notes = committed_settings(cfg)
+        except ConfigError as exc:
+            raise ConfigError(
+                exc.message, hint="commit governance/, or pass --no-git where the repository is not at hand"
+            ) from None
+        warnings.extend(notes)
+        limit = safe.max_unanchored
+        if signers is None:
+            signers, notes = committed_signers(cfg, safe)
+            warnings.extend(notes)
+            signers_at = signers_of_their_time(cfg, safe) if signers is not None else None
+        if cp_data is None:
+            cp_data, notes = committed_checkpoints(cfg, safe)
+            warnings.extend(notes)
+    if signers is None and no_git:
+        signers = cfg.allowed_signers
+    if cp_data is None:
+        cp_data = read_checkpoint_file(cfg.checkpoint_file)
     if export_file is not None:
         export_file = Path(export_file)
         if not export_file.is_file():
             raise NotFoundError(f"export file {export_file} does not exist")
-        cps = read_checkpoint_file(cp_file)
-        return verify_rows(
+        report = verify_rows(
             read_export(export_file),
-            checkpoints=list(cps.checkpoints),
-            checkpoint_errors=cps.errors,
-            allowed_signers=signers if signers.exists() else None,
+            checkpoints=[*cp_data.checkpoints, *extra],
+            checkpoint_errors=cp_data.errors,
+            allowed_signers=signers if signers is not None and signers.exists() else None,
             deep_rows=read_export(export_file) if deep else None,
             source=str(export_file),
+            max_unanchored=limit,
         )
-    with _wiring.audit_store(cfg) as trail:
-        return verify_trail(trail, checkpoint_file=cp_file, allowed_signers=signers, deep=deep)
+        more: list[Any] = []
+    else:
+        with _wiring.audit_store(cfg) as trail:
+            report = verify_trail(
+                trail,
+                allowed_signers=signers,
+                deep=deep,
+                file_checkpoints=cp_data,
+                extra=extra,
+                max_unanchored=limit,
+                signers_at=signers_at,
+            )
+            more = registration_problems(trail)
+            if not no_git:
+                more.extend(governance_problems(trail, cfg, safe))
+    problems = (*report.problems, *more)
+    return dataclasses.replace(report, problems=problems, ok=not problems, warnings=(*warnings, *report.warnings))
 
 
 def checkpoint_audit(
@@ -185,6 +243,7 @@ def checkpoint_audit(
         size, head = store.head()
         checkpoint = make_checkpoint(size, head, datetime.now(timezone.utc), key_path, cfg.allowed_signers)
         store.add_checkpoint(checkpoint)
+        store.appended = 0  # anchored by this checkpoint: no automatic one on close
     if append_file:
         append_checkpoint_file(cfg.checkpoint_file, checkpoint)
     return AuditCheckpointResult(checkpoint, seq, cfg.checkpoint_file if append_file else None)
@@ -257,16 +316,20 @@ def reconcile_audit(
     settings: Settings | None = None,
     registry: Any = None,
     record_incident: bool = False,
+    key_path: Path | str | None = None,
 ) -> ReconcileReport:
     """Compare the registry's aliases and versions with what the trail says they should be.
 
     ``registry``: anything with ``model_names()``, ``get_aliases(model)``, ``list_versions(model)`` (default: the
-    MLflow registry of the settings). With ``record_incident``, each finding is appended as ``reconcile.incident``.
-    Returns a ``ReconcileReport`` (``ok`` False when there are findings).
+    MLflow registry of the settings). With ``record_incident``, each finding is appended as ``reconcile.incident``;
+    with ``key_path`` (a key the committed allowed_signers trusts for a principal holding a role in the policy) each
+    incident is signed, and only a signed incident lets promotion resume from an out-of-band alias move. Run metrics
+    changed after registration are findings too. Returns a ``ReconcileReport`` (``ok`` False when there are findings).
     """
     from mlops_layer.audit.reconcile import reconcile, record_incidents
 
     cfg = _wiring.resolve(settings)
+    sign = _incident_signer(cfg, Path(key_path).expanduser()) if record_incident and key_path else None
     if registry is None:
         registry = _wiring.registry(cfg)
     with _wiring.audit_store(cfg) as trail:
@@ -277,10 +340,59 @@ def reconcile_audit(
             extra = tuple(tag_findings(cfg, registry))  # GTO's tags, compared with MLflow
             if extra:
                 report = dataclasses.replace(report, ok=False, findings=(*report.findings, *extra))
+        if hasattr(registry, "run_metrics"):
+            more = _metric_findings(trail, registry)
+            if more:
+                report = dataclasses.replace(report, ok=False, findings=(*report.findings, *more))
         if record_incident and report.findings:
-            entries = record_incidents(trail, report.findings, cfg.actor)
+            entries = record_incidents(trail, report.findings, cfg.actor, sign)
             report = dataclasses.replace(report, incident_seqs=tuple(e.seq for e in entries))
     return report
+
+
+def _incident_signer(cfg: Settings, key: Path) -> Callable[[dict[str, Any]], tuple[dict[str, Any], str]]:
+    """Sign incident statements as the principal the committed signers trust ``key`` for (who must hold a role)."""
+    import rfc8785
+
+    from mlops_layer import signing
+    from mlops_layer.api._trust import governance_files
+    from mlops_layer.errors import ApprovalError
+    from mlops_layer.governance.approvals import NAMESPACE, format_time, utc_now
+    from mlops_layer.governance.identity import principal_for_key
+
+    files = governance_files(cfg)
+    principal = principal_for_key(files.allowed_signers, key, NAMESPACE)
+    if not files.policy.roles_of(principal):
+        raise ApprovalError(
+            f"{principal} holds no role in the committed policy: an incident must be acknowledged by an approver"
+        )
+
+    def sign(statement: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        signed = {**statement, "signer": principal, "timestamp": format_time(utc_now())}
+        return signed, signing.sign(bytes(rfc8785.dumps(signed)), key, NAMESPACE)
+
+    return sign
+
+
+def _metric_findings(trail: Any, registry: Any) -> list[Any]:
+    """Registered versions whose run metrics were changed after the snapshot was frozen."""
+    from mlops_layer.audit import actions
+    from mlops_layer.audit.reconcile import metric_findings
+    from mlops_layer.audit.registrations import registration_records
+
+    records = registration_records(trail.entries(action=[actions.MODEL_REGISTERED, actions.MODEL_SNAPSHOT]))
+    frozen = {key: r.metrics for key, r in records.items() if r.metrics is not None}
+    runs: dict[tuple[str, str], str] = {}
+    for model, version in frozen:
+        try:
+            run_id = registry.get_version(model, version).run_id
+        except MlopsError:
+            continue  # a missing version is reported by reconcile itself
+        if run_id:
+            runs[(model, version)] = run_id
+    live_by_run = registry.run_metrics(list(runs.values())) if runs else {}
+    live = {key: live_by_run.get(run_id, {}) for key, run_id in runs.items()}
+    return metric_findings(frozen, live)
 
 
 def history(

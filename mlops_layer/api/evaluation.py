@@ -51,7 +51,7 @@ class _Ports:
         return Holdout(path, ref.md5, read_table(local, what="holdout"))
 
     def artifacts(self, model: str, version: str) -> dict[str, str]:
-        from mlops_layer.api.training import registered_digests
+        from mlops_layer.api.loading import registered_digests
 
         key = (model, version)
         if key not in self._artifacts:

@@ -61,25 +61,38 @@ def _lineage_probe(cfg: Settings) -> Any:
 
 
 def _governance(cfg: Settings, trail: AuditTrailView) -> Governance:
-    """The promotion flow wired to MLflow, the open audit trail, the governance files and the signers file."""
+    """The promotion flow wired to MLflow, the open audit trail and the governance files *as committed*."""
+    from mlops_layer.api._trust import check_files, governance_files
     from mlops_layer.api.evaluation import evaluator
     from mlops_layer.governance.approvals import default_verifier
-    from mlops_layer.governance.cards import load_card
-    from mlops_layer.governance.policy import load_policy
     from mlops_layer.governance.promotion import Governance, file_locks
 
+    files = governance_files(cfg)  # policy, cards and signers from the commit, never the working copy
     registry = _wiring.registry(cfg)
     return Governance(
         registry=registry,
         trail=trail,
-        policy=load_policy(cfg.policy_file),
-        load_card=lambda model: load_card(cfg.cards_dir, model),
-        allowed_signers=cfg.allowed_signers,
+        policy=files.policy,
+        load_card=files.card,
+        allowed_signers=files.allowed_signers,
         verifier=default_verifier(),
         locks=file_locks(cfg.state_dir),
         lineage_probe=_lineage_probe(cfg),
         evaluator=evaluator(cfg, registry),
+        file_check=lambda source, expected: check_files(registry, source, expected),
+        provenance=files.record(),
+        warnings=files.warnings,
     )
+
+
+def check_names(name: str, version: str | None = None) -> None:
+    """Model names and versions with '/', '..' or control characters are bad input (exit 2), never sent on."""
+    from mlops_layer.governance.cards import validate_model_name
+    from mlops_layer.governance.policy import check_version
+
+    validate_model_name(name)
+    if version is not None:
+        check_version(version)
 
 
 def check(name: str, version: str, to: str, *, automatic: bool = False, settings: Settings | None = None) -> Decision:
@@ -91,6 +104,7 @@ def check(name: str, version: str, to: str, *, automatic: bool = False, settings
 
     cfg = _wiring.resolve(settings)
     check_alias(to)
+    check_names(name, str(version))
     if (server := _wiring.governing_server(cfg)) is not None:
         decision: Decision = server.check(name, str(version), to)
         return decision
@@ -111,6 +125,7 @@ def promote(
 
     cfg = _wiring.resolve(settings)
     check_alias(to)
+    check_names(name, str(version))
     if (server := _wiring.governing_server(cfg)) is not None:
         moved: PromotionResult = server.promote(name, str(version), to)
         return moved
@@ -143,6 +158,7 @@ def rollback(name: str, to: str, *, settings: Settings | None = None) -> Promoti
 
     cfg = _wiring.resolve(settings)
     check_alias(to)
+    check_names(name)
     if (server := _wiring.governing_server(cfg)) is not None:
         back: PromotionResult = server.rollback(name, to)
         return back
@@ -174,6 +190,7 @@ def approve(
     """
     from dataclasses import replace
 
+    from mlops_layer.api._trust import governance_files
     from mlops_layer.errors import ApprovalError
     from mlops_layer.governance.approvals import (
         NAMESPACE,
@@ -185,35 +202,38 @@ def approve(
         sign_statement,
     )
     from mlops_layer.governance.identity import principal_for_key
-    from mlops_layer.governance.policy import check_alias, load_policy
-    from mlops_layer.governance.promotion import approvals_tag, approvals_tag_value, identity_of
+    from mlops_layer.governance.policy import check_alias
+    from mlops_layer.governance.promotion import approvals_tag, approvals_tag_value, bound_identity
     from mlops_layer.governance.rules import Candidate, duty_conflict, separation_flags
 
     cfg = _wiring.resolve(settings)
     check_alias(to)
+    check_names(name, str(version))
     if (server := _wiring.governing_server(cfg)) is not None:  # signed here, verified and recorded by the server
         remote: SignedApproval = server.approve(
             name, str(version), to, key_path=Path(key_path), comment=comment, reject=reject, action=action
         )
         return remote
-    policy = load_policy(cfg.policy_file)
+    files = governance_files(cfg)  # the committed policy and signers: uncommitted edits count for nothing
+    policy = files.policy
+    signers = files.allowed_signers
     target = policy.target(name, to)
     if target is None:
         raise InputError(
             f"policy.yaml has no target '{to}'", hint=f"targets: {', '.join(sorted(policy.targets)) or 'none'}"
         )
     key = Path(key_path).expanduser()
-    signer_principal = principal_for_key(cfg.allowed_signers, key, NAMESPACE, principal)
+    signer_principal = principal_for_key(signers, key, NAMESPACE, principal)
     roles = policy.roles_of(signer_principal)
     if not roles:
         raise ApprovalError(
             f"{signer_principal} holds no role in {cfg.policy_file}",
-            hint="roles are assigned under 'roles:' in policy.yaml (reviewed in git)",
+            hint="roles are assigned under 'roles:' in the committed policy.yaml (reviewed in git)",
         )
     registry = _wiring.registry(cfg)
     info = registry.get_version(name, str(version))
-    identity = identity_of(info)
     with _wiring.governance_trail(cfg) as trail:
+        identity = bound_identity(info, trail.registration(name, str(info.version)))
         if withdraw:
             _withdrawable(
                 trail.approvals(name, identity.version, to), signer_principal, action, name, identity.version, to
@@ -239,9 +259,7 @@ def approve(
         statement = make_statement(identity, to, signer_principal, decision=decision, action=action, comment=comment)
         signed = sign_statement(statement, key, default_signer())
         # this statement on its own: a withdrawal is a valid statement that never counts as a decision
-        verified = check_approval(
-            signed, identity, to, action, cfg.allowed_signers, default_verifier(), policy.roles_of
-        )
+        verified = check_approval(signed, identity, to, action, signers, default_verifier(), policy.roles_of)
         if not verified.valid:
             raise ApprovalError(f"the new approval does not verify: {verified.reason}")
         seq = trail.record_approval(signed)
@@ -250,7 +268,7 @@ def approve(
             identity,
             to,
             action,
-            cfg.allowed_signers,
+            signers,
             default_verifier(),
             policy.roles_of,
         )

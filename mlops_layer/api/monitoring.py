@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_layer.api import _wiring
 from mlops_layer.api.drift import drift_config, model_reference
+from mlops_layer.audit.acting import ActingTrail
 from mlops_layer.config import Settings
 from mlops_layer.errors import InputError, NotFoundError
 
@@ -134,8 +136,7 @@ def _monitor(
 
     from mlops_layer.adapters.mlflow import MonitoringTracker
     from mlops_layer.api.drift import model_card_or_none
-    from mlops_layer.api.training import load_registered
-    from mlops_layer.audit.acting import ActingTrail
+    from mlops_layer.api.loading import load_registered
     from mlops_layer.drift.io import file_digest
     from mlops_layer.governance.cards import ColumnRoles
     from mlops_layer.lineage import parse_model_ref
@@ -183,6 +184,21 @@ def _monitor(
     load_s = time.perf_counter() - started
     recipients = notices.stakeholders(cfg, info.name, warnings)
     outbox = notices.outbox(cfg)
+    ungoverned = _alias_disagreement(cfg, info.name, alias, info.version) if alias else None
+    if ungoverned is not None:
+        warnings.append(ungoverned)
+        _alert_ungoverned(cfg, info.name, alias or "", info.version, path, ungoverned)
+        deliver(
+            notice_payload(
+                "alias.ungoverned",
+                ungoverned,
+                {"model": info.name, "alias": alias, "version": info.version, "batch": str(path)},
+            ),
+            [r for r in recipients if r.wants_any("alias.ungoverned", "alias_outside_governance")],
+            factory,
+            outbox,
+            reference=f"{info.name}@{alias}:alias.ungoverned",
+        )
     tracker = MonitoringTracker(cfg.tracking_uri, cfg.registry_uri, cfg.artifact_location, info.name)
     report_dir = monitoring_dir(cfg.state_dir) / "reports" / info.name
 
@@ -230,7 +246,7 @@ def _monitor(
                 else None,
                 report_always=report is not None,
                 tracking=tracker,
-                trail=ActingTrail(store, cfg.actor),
+                trail=_NotEvidenceTrail(store, cfg.actor, ungoverned) if ungoverned else ActingTrail(store, cfg.actor),
                 notify=lambda events: dispatch(events, recipients, factory, outbox),
                 notify_rejected=lambda problems: deliver(
                     notice_payload(
@@ -254,6 +270,70 @@ def _monitor(
                 )
             )
     return results
+
+
+class _NotEvidenceTrail(ActingTrail):
+    """The trail for a batch scored on an alias whose holder disagrees with the trail: recorded, evidence for
+    nothing."""
+
+    def __init__(self, store: Any, actor: str, why: str) -> None:
+        super().__init__(store, actor)
+        self.why = why
+
+    def append(
+        self,
+        action: str,
+        *,
+        subject: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        decision: str | None = None,
+        reasons: Sequence[str] | None = None,
+        details: Mapping[str, Any] | None = None,
+        git_commit: str | None = None,
+        dvc_hashes: Mapping[str, str] | None = None,
+    ) -> int:
+        from mlops_layer.audit import actions
+
+        if action == actions.MONITOR_BATCH:
+            details = {**dict(details or {}), "evidence": False, "not_evidence": self.why}
+        return super().append(
+            action,
+            subject=subject,
+            run_id=run_id,
+            decision=decision,
+            reasons=reasons,
+            details=details,
+            git_commit=git_commit,
+            dvc_hashes=dvc_hashes,
+        )
+
+
+def _alias_disagreement(cfg: Settings, name: str, alias: str, holder: str) -> str | None:
+    """Why ``name@alias`` -> ``holder`` is not what governance put there (None: it is)."""
+    with _wiring.governance_trail(cfg) as view:
+        record = view.alias_record(name, alias)
+    if not record.tracked or record.version == holder:
+        return None
+    signed = bool((record.incident_details or {}).get("signature"))
+    if record.incident_seq is not None and record.incident_actual == holder and signed:
+        return None  # acknowledged by a signed incident (promote re-checks the signature)
+    return (
+        f"{name}@{alias} points to v{holder} but the audit trail says v{record.version}: the alias was moved "
+        "outside governance; this batch is scored but counts as evidence for nothing (run `mlops audit reconcile`)"
+    )
+
+
+def _alert_ungoverned(cfg: Settings, name: str, alias: str, version: str, batch: Path, why: str) -> None:
+    from mlops_layer.audit import actions
+
+    with _wiring.acting_trail(cfg) as trail:
+        trail.append(
+            actions.ALERT_FIRED,
+            subject={"model": name, "version": version, "alias": alias},
+            decision="fired",
+            reasons=[why],
+            details={"rule": "alias_outside_governance", "batch": str(batch)},
+        )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class ModelStatus:
     versions: tuple[VersionStatus, ...]
     open_alerts: tuple[str, ...] = ()
     pending_approvals: tuple[str, ...] = ()  # "v3 -> @champion approved by alice@example.com", not yet promoted
+    ungoverned_aliases: tuple[str, ...] = ()  # "@champion -> v3 (the trail says v2)": moved outside governance
 
 
 @dataclass(frozen=True)
@@ -41,25 +42,37 @@ class StatusReport:
 
 def pending_approvals(cfg: Settings, model: str, aliases: dict[str, str]) -> tuple[str, ...]:
     """Signed approvals in the trail for a version that does not hold the approved alias yet."""
-    from mlops_layer.audit import actions
+    from datetime import datetime, timezone
 
-    pending: dict[tuple[str, str], list[str]] = {}
+    from mlops_layer.audit import actions
+    from mlops_layer.governance.rules import DEFAULT_APPROVAL_AGE_DAYS
+
+    pending: dict[tuple[str, str], dict[str, datetime]] = {}
     try:
         with _wiring.audit_store(cfg) as trail:
             for entry in trail.entries(model=model):
                 key = (str(entry.subject.get("version")), str(entry.subject.get("alias")))
                 if entry.action == actions.APPROVAL_GRANTED:
-                    pending.setdefault(key, []).append(entry.actor)
+                    pending.setdefault(key, {})[entry.actor] = entry.timestamp
                 elif entry.action == actions.APPROVAL_WITHDRAWN and key in pending:
-                    pending[key] = [who for who in pending[key] if who != entry.actor]
+                    pending[key].pop(entry.actor, None)
                 elif entry.action == actions.ALIAS_SET:
                     pending.pop(key, None)  # the approval was used
     except MlopsError:
         return ()
+    now = datetime.now(timezone.utc)
+
+    def who(signers: dict[str, datetime]) -> str:
+        out = []
+        for name, at in sorted(signers.items()):
+            days = (now - at).total_seconds() / 86400
+            out.append(f"{name} (expired: {days:.0f} days old)" if days > DEFAULT_APPROVAL_AGE_DAYS else name)
+        return ", ".join(out)
+
     return tuple(
-        f"v{version} -> @{alias} approved by {', '.join(sorted(set(who)))}"
-        for (version, alias), who in sorted(pending.items())
-        if who and aliases.get(alias) != version
+        f"v{version} -> @{alias} approved by {who(signers)}"
+        for (version, alias), signers in sorted(pending.items())
+        if signers and aliases.get(alias) != version
     )
 
 
@@ -77,6 +90,20 @@ def alert_lines(cfg: Settings, name: str) -> tuple[str, ...]:
             ack = f"; acknowledged by {st.acked_by}" + (f": {st.ack_comment}" if st.ack_comment else "")
         out.append(f"{rule} on {where} since {st.fired_at}{ack}")
     return tuple(out)
+
+
+def ungoverned_aliases(cfg: Settings, model: str, aliases: dict[str, str]) -> tuple[str, ...]:
+    """Aliases whose registry holder is not what the trail says governance put there."""
+    found = []
+    try:
+        with _wiring.governance_trail(cfg) as view:
+            for alias, holder in sorted(aliases.items()):
+                record = view.alias_record(model, alias)
+                if record.tracked and record.version != holder:
+                    found.append(f"@{alias} -> v{holder} (the trail says v{record.version or '(unset)'})")
+    except MlopsError:
+        return ()
+    return tuple(found)
 
 
 def _decision_word(tag: str) -> str:
@@ -105,6 +132,7 @@ def status(name: str | None = None, *, settings: Settings | None = None) -> Stat
                 aliases=aliases,
                 open_alerts=alert_lines(cfg, model),
                 pending_approvals=pending_approvals(cfg, model, aliases),
+                ungoverned_aliases=ungoverned_aliases(cfg, model, aliases),
                 versions=tuple(
                     VersionStatus(
                         version=v.version,

@@ -17,7 +17,7 @@ from mlops_layer.errors import InputError, NotFoundError
 from mlops_layer.lineage import TAG_LINEAGE, Lineage
 
 if TYPE_CHECKING:
-    from mlops_layer.adapters.mlflow import LoadedModel, MlflowRegistry, MlflowTracking, VersionInfo
+    from mlops_layer.adapters.mlflow import MlflowRegistry, MlflowTracking, VersionInfo
 
 GOVERNANCE_GITIGNORE = (".mlops/", "mlflow.db", "mlartifacts/", "mlruns/")
 
@@ -94,12 +94,18 @@ class GovernedRun:
     ) -> str:
         """Log ``model`` under ``model`` with its MLflow flavor (scikit-learn, XGBoost, LightGBM, a
         ``mlflow.pyfunc.PythonModel``... detected unless ``flavor`` is given) and explicit pip requirements (no ~8 s
-        inference). Returns the model URI."""
-        return str(
+        inference); records the sha256 of every file it wrote. Returns the model URI."""
+        from mlops_layer.api._trust import TAG_MODEL_DIGESTS
+
+        uri = str(
             self.tracking.log_model(
                 model, "model", flavor=flavor, pip_requirements=pip_requirements, input_example=input_example
             )
         )
+        # the bytes as logged: registration refuses files that changed since, loads verify against them
+        digests = _wiring.registry(self.settings).artifact_digests(uri)
+        self.tracking.set_tags({TAG_MODEL_DIGESTS: json.dumps(digests, sort_keys=True, separators=(",", ":"))})
+        return uri
 
     def log_reference_profile(
         self, frame: Any, *, predictions: Any = None, data_path: str | None = None, **kwargs: Any
@@ -168,51 +174,16 @@ def governed_run(
     tags = {**lineage.to_tags(), TAG_STAGE: stage, TAG_TRAINED_BY: cfg.actor}
     with tracking.run(experiment_id, run_name or stage, tags) as run_id:
         tracking.set_tags({TAG_RUN: run_id})
+        if cfg.signing_key is not None:
+            from mlops_layer.api._trust import identity_proof
+
+            tracking.set_tags({TAG_TRAINER_PROOF: json.dumps(identity_proof(cfg, "trainer", run_id=run_id))})
         if params:
             tracking.log_params(params)
         yield GovernedRun(tracking, run_id, cfg, lineage)
 
 
-def load_model(ref: str, *, settings: Settings | None = None) -> Any:
-    """Load a model: ``NAME/VERSION``, ``NAME@ALIAS`` or any MLflow model URI (``runs:/...``, ``models:/...``).
-
-    scikit-learn, XGBoost and LightGBM models come back as their native objects (``predict_proba``), any other
-    flavor as MLflow's pyfunc model. A registered version is loaded only if its files match the sha256 digests the
-    audit trail recorded when it was registered (AuditIntegrityError otherwise).
-    """
-    from mlops_layer.adapters.mlflow import load_model as _load
-
-    cfg = _wiring.resolve(settings)
-    if ":/" in ref:
-        return _load(ref, cfg.tracking_uri, cfg.registry_uri)
-    from mlops_layer.lineage import parse_model_ref
-
-    name, version = parse_model_ref(ref)
-    if version is None:
-        raise InputError(f"model reference {ref!r} names no version", hint="use NAME/VERSION or NAME@ALIAS")
-    info = _wiring.registry(cfg).resolve(name, version)
-    return load_registered(cfg, info.name, info.version).model
-
-
-def registered_digests(cfg: Settings, name: str, version: str) -> dict[str, str] | None:
-    """The per-file sha256 the audit trail recorded when ``name`` v``version`` was registered (None: none)."""
-    from mlops_layer.audit import actions
-
-    expected: dict[str, str] | None = None
-    with _wiring.audit_store(cfg) as trail:
-        for entry in trail.entries(model=name, action=actions.MODEL_REGISTERED):
-            if str(entry.subject.get("version")) == str(version):
-                expected = dict((entry.details or {}).get("artifacts") or {}) or None
-    return expected
-
-
-def load_registered(cfg: Settings, name: str, version: str) -> LoadedModel:
-    """Load a registered version of any flavor after checking its files against the digests recorded at
-    registration: the native model when the layer knows its flavor, pyfunc otherwise, and its input columns."""
-    from mlops_layer.adapters.mlflow import load_serving
-
-    expected = registered_digests(cfg, name, version)
-    return load_serving(f"models:/{name}/{version}", cfg.tracking_uri, cfg.registry_uri, expected_digests=expected)
+TAG_TRAINER_PROOF = "mlops.identity.trainer"
 
 
 def log_run_metrics(run_id: str, metrics: dict[str, float], *, settings: Settings | None = None) -> None:
@@ -255,6 +226,7 @@ def register(
     artifact) and copied onto the model version as tags. Audited before and after.
     """
     from mlops_layer.adapters import dvc
+    from mlops_layer.api._trust import digests_mismatch, run_digests
     from mlops_layer.audit import actions
     from mlops_layer.governance.cards import validate_model_name
     from mlops_layer.lineage import (
@@ -323,6 +295,24 @@ def register(
         if governed:  # the file digests travel as the registrant's claim; the server records them with the rest
             claimed = json.dumps(digests, sort_keys=True, separators=(",", ":"))
             tags = {**tags, tag_names.CLAIMED_FILES: claimed} if len(claimed) <= 4000 else tags
+        logged = run_digests(run.tags)
+        if logged is not None and logged != digests:
+            raise digests_mismatch(
+                uri, sorted(p for p in set(logged) | set(digests) if logged.get(p) != digests.get(p))
+            )
+        # the metrics as they are now are what the rules will read, whatever is logged on the run later
+        metrics = registry.run_metrics([run_id]).get(run_id, {})
+        proofs: dict[str, Any] = {}
+        if TAG_TRAINER_PROOF in run.tags:
+            with contextlib.suppress(ValueError):
+                proofs["trainer_proof"] = json.loads(run.tags[TAG_TRAINER_PROOF])
+        if cfg.signing_key is not None:
+            from mlops_layer.api._trust import identity_proof
+            from mlops_layer.governance.promotion import content_digest
+
+            proofs["registrant_proof"] = identity_proof(
+                cfg, "registrant", model=name, run_id=run_id, digest=content_digest(digests)
+            )
         version = registry.register(name, uri, run_id, tags)
         seq = trail.append(
             actions.MODEL_REGISTERED,
@@ -336,6 +326,8 @@ def register(
                 "stage": stage,
                 "params": lineage.params,
                 "artifacts": digests,
+                "metrics": metrics,
+                **proofs,
             },
         )
     if governed:
@@ -355,6 +347,8 @@ class _RecordedByServer:
 
     def append(self, *_args: Any, **_kwargs: Any) -> None:
         return None
+
+
 def _register_ungoverned(cfg: Settings, registry: MlflowRegistry, name: str, uri: str, run: Any) -> Registration:
     """Register a model the user logged with ``mlflow.<flavor>.log_model`` themselves: no lineage to copy, so the
     version says so (tag ``mlops.lineage.governed=false``, audit detail ``governed: false``)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 MODEL_REGISTER_STARTED = "model.register.started"
 MODEL_REGISTERED = "model.registered"
 MODEL_VERSION_DELETED = "model.version.deleted"  # a version deleted through the layer (not a finding)
+MODEL_SNAPSHOT = "model.snapshot"  # `mlops migrate`: the frozen metrics/digests a version registered earlier lacked
 
 # promotion, aliases, approvals
 PROMOTION_DECIDED = "promotion.decided"  # decision "allowed"/"refused", reasons
@@ -50,6 +51,7 @@ ALL_ACTIONS = (
     MODEL_REGISTER_STARTED,
     MODEL_REGISTERED,
     MODEL_VERSION_DELETED,
+    MODEL_SNAPSHOT,
     PROMOTION_DECIDED,
     ALIAS_SET,
     ALIAS_DELETED,

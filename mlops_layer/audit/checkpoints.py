@@ -149,6 +149,20 @@ def read_checkpoint_file(path: Path) -> CheckpointFile:
     return CheckpointFile(path, tuple(checkpoints), tuple(errors))
 
 
+def parse_checkpoint_lines(data: bytes, path: Path, label: str) -> CheckpointFile:
+    """Checkpoints from the bytes of a checkpoint file (e.g. as a commit holds it); ``label`` names the source."""
+    checkpoints: list[Checkpoint] = []
+    errors: list[str] = []
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            checkpoints.append(parse_checkpoint(json.loads(line), f"{label}:{number}"))
+        except (ValueError, TypeError) as exc:
+            errors.append(f"{label} line {number}: not a checkpoint ({exc})")
+    return CheckpointFile(path, tuple(checkpoints), tuple(errors))
+
+
 def append_checkpoint_file(path: Path, checkpoint: Checkpoint) -> None:
     """Append one line, durably (fsync), creating the file and its folder if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)

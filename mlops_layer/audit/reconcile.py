@@ -7,7 +7,7 @@ and the completion entry) is named as such, with the decision's sequence number.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,6 +23,7 @@ ALIAS_MISSING = "alias_missing"
 ALIAS_UNEXPECTED = "alias_unexpected"
 VERSION_MISSING = "version_missing"
 MODEL_MISSING = "model_missing"
+METRICS_CHANGED = "metrics_changed"
 
 
 class RegistryView(Protocol):
@@ -177,10 +178,69 @@ def reconcile(store: AuditStore, registry: RegistryView) -> ReconcileReport:
     return ReconcileReport(ok=not findings, findings=tuple(findings), models_checked=tuple(models))
 
 
-def record_incidents(store: AuditStore, findings: Sequence[Finding], actor: str) -> tuple[AuditEntry, ...]:
-    """Append one ``reconcile.incident`` entry per finding."""
+def metric_findings(
+    frozen: dict[tuple[str, str], dict[str, float]], live: dict[tuple[str, str], dict[str, float]]
+) -> list[Finding]:
+    """Versions whose run metrics no longer match the snapshot frozen at registration (the rules read the snapshot;
+    a change says someone logged on a registered version's run afterwards)."""
+    findings = []
+    for (model, version), snapshot in sorted(frozen.items()):
+        now = live.get((model, version))
+        if now is None:
+            continue
+        changed = sorted(k for k in set(snapshot) | set(now) if snapshot.get(k) != now.get(k))
+        if changed:
+            shown = ", ".join(f"{k} {snapshot.get(k)} -> {now.get(k)}" for k in changed[:5])
+            findings.append(
+                Finding(
+                    METRICS_CHANGED,
+                    model,
+                    f"{model} v{version}: run metrics changed after registration ({shown}); the rules keep "
+                    "reading the snapshot frozen at registration",
+                    version=version,
+                )
+            )
+    return findings
+
+
+INCIDENT_SCHEMA = "mlops.incident/v1"
+
+
+def incident_statement(finding: Finding, signer: str, timestamp: str) -> dict[str, Any]:
+    """What a signed incident vouches for: this alias was found holding ``actual`` where the trail said
+    ``expected``, acknowledged by ``signer`` at ``timestamp``."""
+    return {
+        "schema": INCIDENT_SCHEMA,
+        "model": finding.model,
+        "alias": finding.alias,
+        "kind": finding.kind,
+        "expected": finding.expected,
+        "actual": finding.actual,
+        "signer": signer,
+        "timestamp": timestamp,
+    }
+
+
+def record_incidents(
+    store: AuditStore,
+    findings: Sequence[Finding],
+    actor: str,
+    sign: Callable[[dict[str, Any]], tuple[dict[str, Any], str]] | None = None,
+) -> tuple[AuditEntry, ...]:
+    """Append one ``reconcile.incident`` entry per finding; ``sign`` (statement -> (statement, signature)) makes
+    each a signed acknowledgement, the only kind the promotion gate accepts."""
     out = []
     for f in findings:
+        details: dict[str, Any] = {
+            "kind": f.kind,
+            "expected": f.expected,
+            "actual": f.actual,
+            "pending_seq": f.pending_seq,
+        }
+        if sign is not None and f.alias:
+            statement, signature = sign(incident_statement(f, actor, ""))
+            details.update(statement=statement, signature=signature)
+            actor = str(statement["signer"])
         out.append(
             store.append(
                 actions.RECONCILE_INCIDENT,
@@ -188,7 +248,7 @@ def record_incidents(store: AuditStore, findings: Sequence[Finding], actor: str)
                 subject={"model": f.model, "alias": f.alias, "version": f.version},
                 decision="finding",
                 reasons=[f.message],
-                details={"kind": f.kind, "expected": f.expected, "actual": f.actual, "pending_seq": f.pending_seq},
+                details=details,
             )
         )
     return tuple(out)

@@ -123,6 +123,13 @@ class AuditStore:
         self.dialect: str = engine.dialect.name
         self._clock = clock or _utcnow
         self._param = "?" if self.dialect == "sqlite" else "%s"
+        # Automatic checkpoints: with a key, closing a store that appended signs the new head (one signature).
+        self.checkpoint_key: Path | None = None
+        self.checkpoint_signers: Path | None = None
+        self.appended = 0
+        # Whether the trail ended at a checkpoint of our own key when this store first appended: entries someone
+        # appended without the key must not be swept under the next automatic checkpoint.
+        self.tail_was_anchored: bool | None = None
 
     # -------------------------------------------------------------------------------------------- lifecycle
 
@@ -207,7 +214,36 @@ class AuditStore:
                 conn.exec_driver_sql(stmt)
 
     def close(self) -> None:
-        self._engine.dispose()
+        try:
+            if self.checkpoint_key is not None and self.appended and self.tail_was_anchored:
+                self.checkpoint_now(self.checkpoint_key, self.checkpoint_signers)
+        finally:
+            self._engine.dispose()
+
+    def tail_anchored_by(self, key: Path) -> bool:
+        """Whether the current head is covered by a checkpoint that ``key`` signed (an empty trail is)."""
+        from mlops_layer import signing
+        from mlops_layer.audit.checkpoints import NAMESPACE
+
+        size, head = self.head()
+        if size == 0:
+            return True
+        public = signing.public_key(key)
+        return any(
+            signing.signed_with(cp.payload(), cp.signature, NAMESPACE, public)
+            for cp in self.checkpoints()
+            if cp.size == size and cp.head == head
+        )
+
+    def checkpoint_now(self, key: Path, allowed_signers: Path | None) -> Checkpoint:
+        """Sign the current (size, head) with ``key`` and store the checkpoint: the tail is anchored again."""
+        from mlops_layer.audit.checkpoints import make_checkpoint
+
+        size, head = self.head()
+        checkpoint = make_checkpoint(size, head, _utcnow(), key, allowed_signers)
+        self.add_checkpoint(checkpoint)
+        self.appended = 0
+        return checkpoint
 
     def __enter__(self) -> AuditStore:
         return self
@@ -273,6 +309,8 @@ class AuditStore:
         )
         # Validate and normalise before taking the lock: bad input must never hold up other writers.
         build_body(action, actor=actor, timestamp=_utcnow(), **fields)
+        if self.checkpoint_key is not None and self.tail_was_anchored is None:
+            self.tail_was_anchored = self.tail_anchored_by(self.checkpoint_key)
         model = subject.get("model") if subject else None
         if model is not None:
             model = str(model)
@@ -301,6 +339,7 @@ class AuditStore:
                         f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
                         (seq, prev, digest, body, format_timestamp(now), action, model),
                     )
+                self.appended += 1
                 return entry
             except IntegrityError as exc:
                 # Only reachable if the lock failed: the constraints refused a fork. Retry from the new head.

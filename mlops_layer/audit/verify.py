@@ -12,12 +12,12 @@ import hashlib
 import json
 import struct
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_layer.audit.checkpoints import Checkpoint, verify_signature
+from mlops_layer.audit.checkpoints import Checkpoint, CheckpointFile, verify_signature
 from mlops_layer.audit.entry import (
     BODY_KEYS,
     DOMAIN_TAG,
@@ -282,6 +282,7 @@ def check_checkpoints(
     checkpoints: Sequence[Checkpoint],
     scan: ChainScan,
     allowed_signers: Path | None,
+    signers_at: Callable[[Checkpoint], Path | None] | None = None,
 ) -> tuple[list[CheckpointResult], list[Problem], int]:
     """Verify each checkpoint's signature and that the chain still has ``head`` at ``size``.
 
@@ -299,11 +300,14 @@ def check_checkpoints(
         signer: str | None = None
         problem: str | None = None
         kind = ""
-        if allowed_signers is None:
+        trusted = signers_at(cp) if signers_at is not None else allowed_signers
+        if trusted is None and signers_at is not None:
+            kind, problem = "checkpoint_untrusted", f"{label}: no allowed_signers was committed at its time"
+        elif trusted is None:
             kind, problem = "checkpoint_unverifiable", f"{label}: no allowed_signers file to check its signature"
         else:
             try:
-                signer = verify_signature(cp, allowed_signers)
+                signer = verify_signature(cp, trusted)
             except signing.UnknownSignerError as exc:
                 kind, problem = "checkpoint_untrusted", f"{label}: {exc.message}"
             except signing.SignatureError as exc:
@@ -432,6 +436,8 @@ def verify_rows(
     deep_rows: Iterable[Row] | None = None,
     index: Iterable[tuple[int, str, str, str | None]] | None = None,
     source: str = "",
+    max_unanchored: int | None = None,
+    signers_at: Callable[[Checkpoint], Path | None] | None = None,
 ) -> VerifyReport:
     """Verify a chain given as rows, against checkpoints; ``deep_rows`` (a second pass) adds per-body checks."""
     import time
@@ -448,17 +454,28 @@ def verify_rows(
             gc.enable()
     problems = list(scan.problems)
     problems.extend(Problem("checkpoint_file", msg) for msg in checkpoint_errors)
-    results, cp_problems, anchored = check_checkpoints(checkpoints, scan, allowed_signers)
+    results, cp_problems, anchored = check_checkpoints(checkpoints, scan, allowed_signers, signers_at)
     problems.extend(cp_problems)
     if deep_rows is not None:
         problems.extend(deep_check(deep_rows, index))
     warnings: list[str] = []
+    truncated = any(p.kind == "truncated" for p in problems)
+    if max_unanchored is not None and scan.size - anchored > max_unanchored and not truncated:
+        problems.append(
+            Problem(
+                "unanchored",
+                f"entries {anchored + 1}..{scan.size} follow the newest valid checkpoint (size {anchored}); at most "
+                f"{max_unanchored} may (audit.max_unanchored): entries after it could have been truncated or "
+                "rewritten unseen",
+                seq=anchored + 1,
+            )
+        )
     if not checkpoints:
         warnings.append(
             "no signed checkpoint: a consistent rewrite or truncation of the whole trail would not be detected "
             "(run `mlops audit checkpoint --append-file` and commit the checkpoint file)"
         )
-    elif scan.size > anchored and not any(p.kind == "truncated" for p in problems):
+    elif scan.size > anchored and not truncated:
         warnings.append(
             f"{scan.size - anchored} entries after the last valid checkpoint (size {anchored}) are not yet covered "
             "by a signed checkpoint"
@@ -483,13 +500,23 @@ def verify_trail(
     checkpoint_file: Path | None = None,
     allowed_signers: Path | None = None,
     deep: bool = False,
+    file_checkpoints: CheckpointFile | None = None,
+    extra: Sequence[Checkpoint] = (),
+    max_unanchored: int | None = None,
+    signers_at: Callable[[Checkpoint], Path | None] | None = None,
 ) -> VerifyReport:
-    """Verify the trail in ``store`` up to its current head, against its own checkpoints and the checkpoint file."""
+    """Verify the trail in ``store`` up to its current head, against its own checkpoints and the checkpoint file.
+
+    ``file_checkpoints`` (already read, e.g. from a commit) wins over reading ``checkpoint_file``; ``extra`` are
+    checkpoints an auditor kept (``--expect``): each must still be a prefix of the trail.
+    """
     from mlops_layer.audit.checkpoints import merge, read_checkpoint_file
 
     size, _ = store.head()
-    file_cps = read_checkpoint_file(checkpoint_file) if checkpoint_file is not None else None
-    checkpoints = merge(store.checkpoints(), file_cps.checkpoints if file_cps else ())
+    file_cps = file_checkpoints
+    if file_cps is None and checkpoint_file is not None:
+        file_cps = read_checkpoint_file(checkpoint_file)
+    checkpoints = merge(store.checkpoints(), file_cps.checkpoints if file_cps else (), extra)
     signers = allowed_signers if allowed_signers is not None and allowed_signers.exists() else None
     return verify_rows(
         store.rows(upto_seq=size),
@@ -499,4 +526,6 @@ def verify_trail(
         deep_rows=store.rows(upto_seq=size) if deep else None,
         index=store.index_rows() if deep else None,
         source=repr(store),
+        max_unanchored=max_unanchored,
+        signers_at=signers_at,
     )

@@ -111,8 +111,8 @@ def verify_cmd(
     allowed_signers: Path = typer.Option(
         None,
         "--allowed-signers",
-        help="Trusted keys for checkpoint signatures (default: governance/allowed_signers); with --bundle, YOUR "
-        "own file of trusted keys.",
+        help="Trusted keys for checkpoint signatures (default: the committed governance/allowed_signers); with "
+        "--bundle, YOUR own file of trusted keys.",
     ),
     bundle: Path = typer.Option(
         None, "--bundle", help="Verify this evidence bundle offline (needs --trust or --allowed-signers)."
@@ -120,12 +120,23 @@ def verify_cmd(
     trust: list[str] = typer.Option(
         None, "--trust", help="With --bundle: a key fingerprint (SHA256:...) you trust; repeat for several."
     ),
+    expect: Path = typer.Option(
+        None,
+        "--expect",
+        help="A checkpoint you kept earlier (`mlops audit checkpoint --json` output): it must still be a prefix.",
+    ),
+    no_git: bool = typer.Option(
+        False,
+        "--no-git",
+        help="The repository is not at hand: read signers and checkpoint file from disk, skip the git-history check.",
+    ),
 ) -> None:
     """Recompute the whole chain and check every signed checkpoint; exit 1 listing every problem found.
 
     With --bundle, verify an evidence bundle offline against your own trust anchor only.
 
     Example: mlops audit verify --json
+    Example: mlops audit verify --expect kept-checkpoint.json
     Example: mlops audit verify --bundle churn-v3.zip --trust SHA256:AbC...
     """
     if bundle is not None:
@@ -142,7 +153,12 @@ def verify_cmd(
     from mlops_layer import api
 
     report = api.verify_audit(
-        export_file=export_file, checkpoint_file=checkpoints, allowed_signers=allowed_signers, deep=deep
+        export_file=export_file,
+        checkpoint_file=checkpoints,
+        allowed_signers=allowed_signers,
+        deep=deep,
+        expect=expect,
+        no_git=no_git,
     )
     if json_out:
         print_json(report.to_dict())
@@ -160,12 +176,14 @@ def verify_cmd(
             )
             rows = [(p.seq if p.seq is not None else "", p.kind, p.message) for p in report.problems]
             console.print(table(None, ["entry", "problem", "what broke"], rows))
-        for cp in report.checkpoints:
-            if cp.ok:
-                console.print(
-                    f"  {ok_mark(True)} checkpoint size {cp.checkpoint.size} signed by {cp.signer} "
-                    f"at {cp.checkpoint.time} ({cp.checkpoint.source})"
-                )
+        valid = [cp for cp in report.checkpoints if cp.ok]
+        for cp in valid[-3:]:  # automatic checkpoints make many: the newest ones say how far the trail is anchored
+            console.print(
+                f"  {ok_mark(True)} checkpoint size {cp.checkpoint.size} signed by {cp.signer} "
+                f"at {cp.checkpoint.time} ({cp.checkpoint.source or 'db'})"
+            )
+        if len(valid) > 3:
+            console.print(f"  … and {len(valid) - 3} older valid checkpoint(s)")
         for warning in report.warnings:
             console.print(f"[yellow]warning:[/] {warning}")
     if not report.ok:
@@ -302,14 +320,19 @@ def reconcile_cmd(
     record_incident: bool = typer.Option(
         False, "--record-incident", help="Append each finding to the trail as a reconcile.incident entry."
     ),
+    key: Path = typer.Option(
+        None,
+        "--key",
+        help="Sign the incidents with this key (an approver's): only a signed incident lets promotion resume.",
+    ),
 ) -> None:
     """Compare the registry's aliases and versions with the trail; exit 1 listing every difference.
 
-    Example: mlops audit reconcile --record-incident
+    Example: mlops audit reconcile --record-incident --key ~/.ssh/id_ed25519
     """
     from mlops_layer import api
 
-    report = api.reconcile_audit(record_incident=record_incident)
+    report = api.reconcile_audit(record_incident=record_incident, key_path=key)
     if json_out:
         print_json(report.to_dict())
     elif report.ok:

@@ -1,4 +1,4 @@
-"""Core commands: ``mlops init``, ``mlops status``, ``mlops lineage``."""
+"""Core commands: ``mlops init``, ``mlops status``, ``mlops lineage``, ``mlops migrate``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,8 @@ def status_cmd(
             aliases += f"; [red]open alerts: {', '.join(model.open_alerts)}[/]"
         if model.pending_approvals:
             aliases += f"; [yellow]waiting: {'; '.join(model.pending_approvals)}[/]"
+        if model.ungoverned_aliases:
+            aliases += f"; [red]moved outside governance: {'; '.join(model.ungoverned_aliases)}[/]"
         rows = [
             (
                 v.version,
@@ -124,3 +126,30 @@ def lineage_cmd(
         console.print(f"ancestry  {report.model} v{report.version} ← {chain}")
     if report.audit_seq:
         console.print(f"audit entry #{report.audit_seq}")
+
+
+@app.command("migrate")
+def migrate_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be recorded; append nothing."),
+    json_out: bool = json_option(),
+) -> None:
+    """Record a frozen metrics snapshot (audited) for versions registered before snapshots existed.
+
+    Until then the metric rules refuse such a version, naming what it lacks. Example: mlops migrate --dry-run
+    """
+    from mlops_layer import api
+
+    report = api.migrate(dry_run=dry_run)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    verb = "would record" if dry_run else "recorded"
+    for item in report.recorded:
+        console.print(
+            f"{verb} a snapshot of {item['model']} v{item['version']}"
+            + (f" (audit #{item['audit_seq']})" if "audit_seq" in item else "")
+        )
+    for note in report.skipped:
+        console.print(f"[yellow]skipped:[/] {note}")
+    if not report.recorded and not report.skipped:
+        console.print("every registered version already has its snapshot")

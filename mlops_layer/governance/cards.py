@@ -159,7 +159,7 @@ SUBFIELDS = {
 
 def validate_model_name(name: str) -> None:
     """One rule for model names everywhere: registration, cards, policy (a name is also the card's file name)."""
-    if not _MODEL_NAME.match(name):
+    if not _MODEL_NAME.fullmatch(name) or ".." in name:
         raise InputError(
             f"model name {name!r} is not valid",
             hint="use letters, digits, '.', '_' or '-' (it is also the card's file name)",

@@ -50,3 +50,54 @@ def principal_for_key(allowed_signers: Path, key_path: Path, namespace: str, pri
             hint="say which one you sign as (--as PRINCIPAL)",
         )
     return principals[0]
+
+
+# -- signed identity of the trainer and the registrant (policy `identity: signed`) ----------------------------------
+TRAINING_NAMESPACE = "mlops-training"
+REGISTRATION_NAMESPACE = "mlops-registration"
+IDENTITY_SCHEMA = "mlops.identity/v1"
+
+
+def identity_statement(role: str, principal: str, **about: str | None) -> dict[str, str | None]:
+    """What a trainer or registrant signs: who they are and exactly what they trained or registered."""
+    return {"schema": IDENTITY_SCHEMA, "role": role, "principal": principal, **about}
+
+
+def sign_identity(statement: dict[str, str | None], key_path: Path, namespace: str) -> dict[str, object]:
+    """``{"statement": ..., "signature": ...}``: an SSH signature over the statement's canonical JSON."""
+    import rfc8785
+
+    from mlops_layer import signing
+
+    return {"statement": statement, "signature": signing.sign(bytes(rfc8785.dumps(statement)), key_path, namespace)}
+
+
+def verified_identity(
+    proof: object,
+    namespace: str,
+    expect: dict[str, str | None],
+    allowed_signers: Path,
+    verifier: object,
+) -> tuple[str | None, str]:
+    """The principal a proof verifies for (against ``allowed_signers``), or None and why not.
+
+    ``expect``: fields the signed statement must carry (run id, model, digest) so a proof cannot be replayed.
+    """
+    import rfc8785
+
+    from mlops_layer.errors import MlopsError
+
+    if not isinstance(proof, dict) or not isinstance(proof.get("statement"), dict) or not proof.get("signature"):
+        return None, "no signature"
+    statement = proof["statement"]
+    wrong = [k for k, v in expect.items() if statement.get(k) != v]
+    if statement.get("schema") != IDENTITY_SCHEMA or wrong:
+        return None, f"signed for another {', '.join(wrong) or 'schema'}"
+    claimed = str(statement.get("principal") or "")
+    try:
+        principal = verifier(  # type: ignore[operator]
+            bytes(rfc8785.dumps(statement)), str(proof["signature"]), allowed_signers, namespace, claimed
+        )
+    except MlopsError as exc:
+        return None, f"the signature does not verify ({exc.message})"
+    return str(principal), ""

@@ -26,7 +26,7 @@ from mlops_layer.yamlfile import Fields, Located
 POLICY_VERSION = 1
 # Sections of policy.yaml that other parts of the layer read and validate (drift gate, alerts), or that nothing
 # reads (warned about by the document reader); they are covered by the same blob hash, but not parsed here.
-OWN_SECTIONS = ("version", "roles", "targets", "models")
+OWN_SECTIONS = ("version", "roles", "targets", "models", "identity")
 FOREIGN_SECTIONS = tuple(name for name in POLICY_SECTIONS if name not in OWN_SECTIONS)
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _ROLE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
@@ -88,6 +88,7 @@ class DriftPassed:
     """The latest drift check of the candidate passed and is at most ``max_age_days`` old."""
 
     max_age_days: float | None = None
+    min_rows: int | None = None
     name: str = ""
     line: int = 0
 
@@ -102,6 +103,7 @@ class Approvals:
     exclude_trainer: bool = True
     exclude_registrant: bool = True
     max_age_days: float | None = None
+    reusable: bool = False  # True: one approval may enable several promotions of the same version
     name: str = ""
     line: int = 0
 
@@ -142,8 +144,8 @@ RULE_TYPES: dict[str, str] = {
     "lineage_clean": "require_committed, require_data_in_remote, require_lock_up_to_date",
     "card_fields": "required: [field, ...]",
     "promotion_order": "must_have_held, min_days, must_still_hold",
-    "drift_passed": "max_age_days",
-    "approvals": "count, roles, require_each_role, exclude_trainer, exclude_registrant, max_age_days",
+    "drift_passed": "max_age_days, min_rows",
+    "approvals": "count, roles, require_each_role, exclude_trainer, exclude_registrant, max_age_days, reusable",
     "evaluation": "metrics: {NAME: {min, max, max_regression, direction}}, data (DVC path), target",
 }
 
@@ -154,7 +156,7 @@ RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "lineage_clean": ("require_committed", "require_data_in_remote", "require_lock_up_to_date"),
     "card_fields": ("required",),
     "promotion_order": ("must_have_held", "min_days", "must_still_hold"),
-    "drift_passed": ("max_age_days",),
+    "drift_passed": ("max_age_days", "min_rows"),
     "approvals": (
         "count",
         "roles",
@@ -162,6 +164,7 @@ RULE_FIELDS: dict[str, tuple[str, ...]] = {
         "exclude_trainer",
         "exclude_registrant",
         "max_age_days",
+        "reusable",
     ),
     "evaluation": ("metrics", "data", "target"),
 }
@@ -206,6 +209,7 @@ class Policy:
     model_targets: dict[str, dict[str, TargetPolicy]] = field(default_factory=dict)
     path: str = ""
     policy_hash: str = ""
+    identity: str = "declared"  # "signed": trainer and registrant are compared by signed principals
 
     def target(self, model: str, alias: str) -> TargetPolicy | None:
         """The rules for promoting ``model`` to ``alias``: a per-model section wins over the shared one."""
@@ -246,6 +250,8 @@ def policy_from_document(document: PolicyDocument) -> Policy:
     if doc.value is None:
         doc.fail("the policy is empty", hint="define at least 'targets:'")
     top = Fields(doc, allowed=(*OWN_SECTIONS, *FOREIGN_SECTIONS))
+    identity_node = top.get("identity")
+    identity = identity_node.choice(("declared", "signed")) if identity_node is not None else "declared"
     version = top.get("version")
     if version is not None and version.integer() != POLICY_VERSION:
         version.fail(f"unsupported policy version {version.value}", hint=f"this layer reads version {POLICY_VERSION}")
@@ -271,6 +277,7 @@ def policy_from_document(document: PolicyDocument) -> Policy:
         model_targets=model_targets,
         path=document.path,
         policy_hash=document.policy_hash,
+        identity=identity,
     )
 
 
@@ -406,7 +413,13 @@ def _rule(node: Located) -> Rule:
         rule = _evaluation_rule(f, node, name)
     elif kind == "drift_passed":
         age = f.get("max_age_days")
-        rule = DriftPassed(max_age_days=age.number(minimum=0.0) if age else None, name=name, line=line)
+        rows = f.get("min_rows")
+        rule = DriftPassed(
+            max_age_days=age.number(minimum=0.0) if age else None,
+            min_rows=rows.integer(minimum=1) if rows else None,
+            name=name,
+            line=line,
+        )
     else:
         count_node = f.get("count")
         roles = f.get("roles")
@@ -415,6 +428,8 @@ def _rule(node: Located) -> Rule:
         for key in ("exclude_trainer", "exclude_registrant"):
             item = f.get(key)
             bools[key] = item.boolean() if item else True
+        reusable = f.get("reusable")
+        bools["reusable"] = reusable.boolean() if reusable else False
         age = f.get("max_age_days")
         rule = Approvals(
             count=count_node.integer(minimum=1) if count_node else 1,
@@ -510,9 +525,19 @@ def rule_name(rule: Rule) -> str:
 
 
 def check_alias(alias: str) -> str:
-    if not _ALIAS.match(alias) or alias == "latest" or re.match(r"^[vV]\d+$", alias):
+    if not _ALIAS.fullmatch(alias) or alias == "latest" or re.match(r"^[vV]\d+$", alias):
         raise InputError(
             f"{alias!r} is not a valid alias",
             hint="letters, digits, '_' and '-'; not 'latest', not v<number>",
         )
     return alias
+
+
+_VERSION = re.compile(r"^[0-9]{1,18}$")
+
+
+def check_version(version: str) -> str:
+    """A registry version number: digits only (no '/', '..' or control characters reach a backend)."""
+    if not _VERSION.fullmatch(version):
+        raise InputError(f"{version!r} is not a valid model version", hint="a version is a number, e.g. 3")
+    return version

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from mlops_layer import tags
 from mlops_layer.audit.actions import ALIAS_SET, PROMOTION_DECIDED, ROLLBACK_DECIDED
+from mlops_layer.audit.registrations import RegistrationRecord
 from mlops_layer.errors import MlopsError
 from mlops_layer.governance.approvals import (
     CandidateIdentity,
@@ -78,6 +79,7 @@ class AliasRecord:
     seq: int | None = None
     incident_seq: int | None = None
     incident_actual: str | None = None
+    incident_details: Mapping[str, Any] | None = None  # the incident entry's details (statement, signature)
 
 
 class TrailPort(Protocol):
@@ -98,6 +100,9 @@ class TrailPort(Protocol):
     def alias_record(self, model: str, alias: str) -> AliasRecord: ...
     def drift_status(self, model: str, version: str) -> DriftStatus | None: ...
     def registered_by(self, model: str, version: str) -> str | None: ...
+    def registration(self, model: str, version: str) -> RegistrationRecord | None: ...
+    def last_set_seq(self, model: str, alias: str, version: str) -> int | None: ...
+    def allowed_decision_seq(self, model: str, alias: str, version: str) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -167,13 +172,31 @@ class Governance:
     before_move: Callable[[], None] | None = None  # test hook: runs after evaluation, before taking the lock
     # recorded with every decision (the governing server adds the governance commit it read the files from)
     decision_details: Mapping[str, Any] = field(default_factory=dict)
+    # (model source, recorded digests) -> the files that differ now; None: the bytes are not checked (core tests)
+    file_check: Callable[[str, Mapping[str, str]], list[str]] | None = None
+    # which governance the decision was judged under (commit, blob ids), recorded with every decision
+    provenance: Mapping[str, Any] | None = None
+    warnings: tuple[str, ...] = ()  # e.g. uncommitted governance edits that were ignored
 
     # -- context ---------------------------------------------------------------------------------------------
-    def candidate(self, info: Any, metrics: Mapping[str, float]) -> Candidate:
+    def candidate(self, info: Any, metrics: Mapping[str, float] | None = None) -> Candidate:
         tags = dict(info.tags)
         trail_registrant = self.trail.registered_by(info.name, info.version)
         tag_registrant = tags.get(TAG_REGISTERED_BY) or None
-        identity = identity_of(info)
+        record = self.trail.registration(info.name, str(info.version))
+        identity = bound_identity(info, record)
+        frozen = record.metrics if record is not None else None
+        if metrics is None:
+            metrics = frozen or {}
+        trained_by = tags.get(TAG_TRAINED_BY) or None
+        registered_by = trail_registrant or tag_registrant
+        others = tuple(x for x in (tag_registrant,) if x and x != registered_by)
+        problems: tuple[str, ...] = ()
+        if self.policy.identity == "signed":
+            # compare signed principals; the declared names stay excluded too (a cheap extra, never a weaker check)
+            trainer, registrant, problems = self._signed_identities(identity, record)
+            others = tuple(x for x in (*others, trained_by, registered_by) if x)
+            trained_by, registered_by = trainer, registrant
         return Candidate(
             model=identity.model,
             version=identity.version,
@@ -183,12 +206,44 @@ class Governance:
             metrics=dict(metrics),
             tags=tags,
             # the trail is append-only, a version tag anyone can edit: prefer the trail, exclude both
-            registered_by=trail_registrant or tag_registrant,
-            trained_by=tags.get(TAG_TRAINED_BY) or None,
+            registered_by=registered_by,
+            trained_by=trained_by,
             created_at=info.creation_time,
             changed_at=info.creation_time,
-            other_identities=tuple(x for x in (tag_registrant,) if x and x != (trail_registrant or tag_registrant)),
+            other_identities=others,
+            metrics_frozen=frozen is not None,
+            identity_problems=problems,
+            artifacts=dict(record.artifacts) if record is not None and record.artifacts else None,
         )
+
+    def _signed_identities(
+        self, identity: CandidateIdentity, record: RegistrationRecord | None
+    ) -> tuple[str | None, str | None, tuple[str, ...]]:
+        """The trainer and registrant as their signatures prove them (policy ``identity: signed``), and problems."""
+        from mlops_layer.governance.identity import REGISTRATION_NAMESPACE, TRAINING_NAMESPACE, verified_identity
+
+        if record is None:
+            return None, None, ("the version has no registration entry, so nobody's signature says who made it",)
+        trainer, why_t = verified_identity(
+            record.trainer_proof,
+            TRAINING_NAMESPACE,
+            {"role": "trainer", "run_id": identity.run_id},
+            self.allowed_signers,
+            self.verifier,
+        )
+        registrant, why_r = verified_identity(
+            record.registrant_proof,
+            REGISTRATION_NAMESPACE,
+            {"role": "registrant", "model": identity.model, "run_id": identity.run_id, "digest": identity.digest},
+            self.allowed_signers,
+            self.verifier,
+        )
+        problems = tuple(
+            f"the {what} is not proven by a signature ({why})"
+            for what, who, why in (("trainer", trainer, why_t), ("registrant", registrant, why_r))
+            if who is None
+        )
+        return trainer, registrant, problems
 
     def card_or_error(self, model: str) -> tuple[ModelCard | None, str | None]:
         try:
@@ -200,21 +255,26 @@ class Governance:
         info = self.registry.get_version(name, version)
         aliases = self.registry.get_aliases(name)
         holder_version = aliases.get(target)
-        run_ids = [r for r in (info.run_id,) if r]
-        holder_info = None
-        if holder_version is not None and holder_version != str(info.version):
-            holder_info = self.registry.get_version(name, holder_version)
-            if holder_info.run_id:
-                run_ids.append(holder_info.run_id)
-        metrics = self.registry.run_metrics(run_ids) if run_ids else {}  # one query for both
-        cand = self.candidate(info, metrics.get(info.run_id or "", {}))
+        # metrics come from the snapshot frozen at registration: a later log_metric on the run changes nothing
+        cand = self.candidate(info)
         holder = None
         if holder_version is not None:
-            h_metrics = cand.metrics if holder_info is None else metrics.get(holder_info.run_id or "", {})
-            holder = Holder(version=holder_version, metrics=dict(h_metrics))
+            if holder_version == cand.version:
+                holder = Holder(version=holder_version, metrics=dict(cand.metrics), metrics_frozen=cand.metrics_frozen)
+            else:
+                h_record = self.trail.registration(name, holder_version)
+                h_metrics = h_record.metrics if h_record is not None else None
+                holder = Holder(
+                    version=holder_version, metrics=dict(h_metrics or {}), metrics_frozen=h_metrics is not None
+                )
         card, card_error = self.card_or_error(name)
+        used_at = self.trail.last_set_seq(name, target, cand.version)
         checks = check_approvals(
-            [a for a in self.trail.approvals(name, cand.version, target) if a.statement.action == action],
+            [
+                a
+                for a in self.trail.approvals(name, cand.version, target)
+                if a.statement.action == action and not _used(a, used_at, self._reusable(name, target))
+            ],
             cand.identity,
             target,
             action,
@@ -248,6 +308,45 @@ class Governance:
             now=self.clock(),
             action=action,
             evaluations=evaluations,
+            used_approvals=used_at is not None and not self._reusable(name, target),
+            identity_signed=self.policy.identity == "signed",
+        )
+
+    def _reusable(self, name: str, target: str) -> bool:
+        target_policy = self.policy.target(name, target)
+        return any(getattr(r, "reusable", False) for r in (target_policy.rules if target_policy else ()))
+
+    def model_files(self, cand: Candidate) -> RuleResult:
+        """The candidate's files must still be the bytes fixed at registration (and bound by the approvals)."""
+        if cand.artifacts is None and self.file_check is None:
+            # the governing server holds no model files: it decides on what it recorded, clients verify on load
+            return RuleResult("model_files", True, "not checked", "recorded digests", "files not held here", "builtin")
+        if cand.artifacts is None:
+            return RuleResult(
+                "model_files",
+                False,
+                None,
+                "sha256 digests recorded at registration",
+                f"version {cand.version} has no file digests recorded at registration, so its bytes cannot be "
+                "bound; register it through the layer (or `mlops migrate` for versions registered before)",
+                "builtin",
+            )
+        if self.file_check is None:
+            return RuleResult("model_files", True, "not checked", "recorded digests", "digests recorded", "builtin")
+        assert cand.artifacts is not None
+        changed = self.file_check(cand.source, cand.artifacts)
+        if changed:
+            return RuleResult(
+                "model_files",
+                False,
+                {"changed": changed},
+                "the files recorded at registration",
+                f"the model files changed since registration: {', '.join(changed[:8])}; restore them or register "
+                "a new version",
+                "builtin",
+            )
+        return RuleResult(
+            "model_files", True, {"changed": []}, "the files recorded at registration", "files unchanged", "builtin"
         )
 
     def registry_matches_trail(self, name: str, alias: str, registry_holder: str | None) -> RuleResult:
@@ -277,13 +376,26 @@ class Governance:
                 "builtin",
             )
         if record.incident_seq is not None and record.incident_actual == registry_holder:
+            signer, why = self._incident_signer(name, alias, record)
+            if signer is None:
+                return RuleResult(
+                    "registry_matches_trail",
+                    False,
+                    registry_holder,
+                    record.version,
+                    f"{name}@{alias} was moved to {_v(registry_holder)} behind the layer's back; incident "
+                    f"#{record.incident_seq} acknowledges it but {why}: record it again signed by an approver "
+                    "(`mlops audit reconcile --record-incident --key KEY`)",
+                    "builtin",
+                )
             return RuleResult(
                 "registry_matches_trail",
                 True,
                 registry_holder,
                 expected,
                 f"{name}@{alias} was moved to {_v(registry_holder)} behind the layer's back (the trail says "
-                f"{_v(record.version)}); recorded as incident #{record.incident_seq}, so governance resumes from it",
+                f"{_v(record.version)}); recorded as incident #{record.incident_seq} signed by {signer}, so "
+                "governance resumes from it",
                 "builtin",
             )
         return RuleResult(
@@ -297,6 +409,33 @@ class Governance:
             "builtin",
         )
 
+    def _incident_signer(self, name: str, alias: str, record: AliasRecord) -> tuple[str | None, str]:
+        """Who signed the incident (an approver, verified against the committed signers), or None and why not."""
+        import rfc8785
+
+        from mlops_layer.governance.approvals import NAMESPACE
+
+        details = record.incident_details or {}
+        statement, signature = details.get("statement"), details.get("signature")
+        if not isinstance(statement, dict) or not signature:
+            return None, "it is unsigned (anyone can append a claim)"
+        if (statement.get("model"), statement.get("alias"), statement.get("actual")) != (
+            name,
+            alias,
+            record.incident_actual,
+        ):
+            return None, "its signed statement is about another alias or holder"
+        claimed = str(statement.get("signer") or "")
+        try:
+            principal = self.verifier(
+                bytes(rfc8785.dumps(statement)), str(signature), self.allowed_signers, NAMESPACE, claimed
+            )
+        except MlopsError as exc:
+            return None, f"its signature does not verify ({exc.message})"
+        if not self.policy.roles_of(principal):
+            return None, f"{principal} holds no role in the policy"
+        return principal, ""
+
     # -- check -------------------------------------------------------------------------------------------------
     def check(self, name: str, version: str, target: str, *, automatic: bool = False) -> Decision:
         ctx = self.context(name, version, target)
@@ -304,7 +443,28 @@ class Governance:
 
     def _decide(self, ctx: PromotionContext, *, automatic: bool) -> Decision:
         holder = ctx.holder.version if ctx.holder else None
-        extra = [self.registry_matches_trail(ctx.candidate.model, ctx.target, holder)]
+        extra = [
+            self.registry_matches_trail(ctx.candidate.model, ctx.target, holder),
+            self.model_files(ctx.candidate),
+        ]
+        if self.policy.identity == "signed":
+            problems = ctx.candidate.identity_problems
+            extra.append(
+                RuleResult(
+                    "identity_signed",
+                    not problems,
+                    {"trained_by": ctx.candidate.trained_by, "registered_by": ctx.candidate.registered_by},
+                    "trainer and registrant proven by signatures (identity: signed)",
+                    "; ".join(problems)
+                    + (
+                        "; train and register with a signing key (MLOPS_SIGNING_KEY or signing_key in mlops.yaml)"
+                        if problems
+                        else ""
+                    )
+                    or f"trained by {ctx.candidate.trained_by}, registered by {ctx.candidate.registered_by} (signed)",
+                    "builtin",
+                )
+            )
         if automatic:
             target = self.policy.target(ctx.candidate.model, ctx.target)
             auto_ok = bool(target and target.auto_promote)
@@ -327,7 +487,8 @@ class Governance:
         ctx = self.context(name, version, target)
         decision = self._decide(ctx, automatic=automatic)
         snapshot = ctx.holder.version if ctx.holder else None
-        return self._execute(decision, ctx.candidate, snapshot, version_to_set=ctx.candidate.version)
+        result = self._execute(decision, ctx.candidate, snapshot, version_to_set=ctx.candidate.version)
+        return replace(result, warnings=(*self.warnings, *result.warnings))
 
     def _execute(
         self, decision: Decision, cand: Candidate, snapshot: str | None, *, version_to_set: str
@@ -398,6 +559,8 @@ class Governance:
                 "current_holder": decision.current_holder,
                 "rules": [r.to_dict() for r in decision.rules],
                 **self.decision_details,
+                "digest": cand.digest,
+                "governance": {**(self.provenance or {}), "card_blob": decision.card_hash},
             },
         )
 
@@ -453,7 +616,23 @@ class Governance:
             )
         info = self.registry.get_version(name, version) if previous is not None else None
         target_policy = self.policy.target(name, target)
-        cand = self.candidate(info, {}) if info is not None else Candidate(model=name, version=version, run_id=None)
+        cand = self.candidate(info) if info is not None else Candidate(model=name, version=version, run_id=None)
+        if previous is not None:
+            decided = self.trail.allowed_decision_seq(name, target, previous)
+            rules.append(
+                RuleResult(
+                    "previous_holder_decided",
+                    decided is not None,
+                    decided,
+                    f"an allowed decision that gave v{previous} '{target}'",
+                    f"v{previous} got '{target}' by allowed decision {decided}"
+                    if decided is not None
+                    else f"no allowed promotion or rollback decision ever gave v{previous} '{target}': the trail's "
+                    "history of it is a claim, not evidence; promote it under the policy instead",
+                    "builtin",
+                )
+            )
+            rules.append(self.model_files(cand))
         needed = target_policy.rollback.requires_approvals if target_policy else 0
         card, card_error = self.card_or_error(name)
         if needed and info is not None and target_policy is not None:
@@ -495,7 +674,8 @@ class Governance:
             evaluated_at=format_time(now),
             current_holder=current,
         )
-        return self._execute(decision, cand, current, version_to_set=version)
+        result = self._execute(decision, cand, current, version_to_set=version)
+        return replace(result, warnings=(*self.warnings, *result.warnings))
 
 
 def previous_holder(history: Sequence[AliasHold], current: str | None) -> str | None:
@@ -514,6 +694,27 @@ def previous_holder(history: Sequence[AliasHold], current: str | None) -> str | 
 
 def _v(version: str | None) -> str:
     return f"v{version}" if version is not None else "(none)"
+
+
+def _used(approval: SignedApproval, used_at: int | None, reusable: bool) -> bool:
+    """An approval filed before the version last took the alias enabled that move: it is used up."""
+    return not reusable and used_at is not None and approval.audit_seq is not None and approval.audit_seq < used_at
+
+
+def bound_identity(info: Any, record: RegistrationRecord | None) -> CandidateIdentity:
+    """What approvals bind: the version and, when registration recorded them, the sha256 of its exact files."""
+    base = identity_of(info)
+    if record is None or not record.artifacts:
+        return base
+    return replace(base, digest=content_digest(record.artifacts))
+
+
+def content_digest(digests: Mapping[str, str]) -> str:
+    """One digest naming a model's exact files: sha256 over the sorted ``path<TAB>digest`` lines."""
+    import hashlib
+
+    lines = "".join(f"{p}\t{d}\n" for p, d in sorted(digests.items()))
+    return "sha256:" + hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
 def identity_of(info: Any) -> CandidateIdentity:

@@ -34,6 +34,7 @@ from mlops_layer.governance.policy import (
 TAG_DIRTY = tags.DIRTY
 TAG_COMMIT = tags.COMMIT
 TAG_GOVERNED = tags.LINEAGE_GOVERNED
+DEFAULT_APPROVAL_AGE_DAYS = 30.0  # an approval older than this never counts, unless the rule sets max_age_days
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Candidate:
     created_at: datetime | None = None
     changed_at: datetime | None = None  # last change of what was approved (content, lineage); approvals must be newer
     other_identities: tuple[str, ...] = ()  # more names of the registrant/trainer (e.g. an edited tag's)
+    metrics_frozen: bool = True  # False: registered before snapshots existed (metrics empty until `mlops migrate`)
+    artifacts: Mapping[str, str] | None = None  # sha256 per file, fixed by the first registration
+    identity_problems: tuple[str, ...] = ()  # why trainer/registrant are not proven (policy `identity: signed`)
 
     @property
     def identity(self) -> CandidateIdentity:
@@ -64,6 +68,7 @@ class Holder:
 
     version: str
     metrics: Mapping[str, float] = field(default_factory=dict)
+    metrics_frozen: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class DriftStatus:
     checked_at: datetime | None = None
     detail: str = ""
     audit_seq: int | None = None
+    rows: int | None = None  # rows of the checked batch
+    ignored: int = 0  # later checks that were not on production data (they satisfy nothing)
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,8 @@ class PromotionContext:
     action: str = "promote"
     # rule name -> mlops_layer.governance.evaluation.EvaluationOutcome, measured by the layer for `evaluation` rules
     evaluations: Mapping[str, Any] = field(default_factory=dict)
+    used_approvals: bool = False  # approvals filed before the version's last move to this alias were left out
+    identity_signed: bool = False  # trainer/registrant are signed principals (policy `identity: signed`)
 
 
 def evaluate(policy: Policy, ctx: PromotionContext, *, extra: tuple[RuleResult, ...] = ()) -> Decision:
@@ -192,6 +201,8 @@ def _metric_threshold(rule: MetricThreshold, ctx: PromotionContext) -> Verdict:
         bounds.append(f"<= {_fmt(rule.max)}")
     expected = f"{rule.metric} {' and '.join(bounds)}"
     value = ctx.candidate.metrics.get(rule.metric)
+    if value is None and not ctx.candidate.metrics_frozen:
+        return False, None, expected, _no_snapshot(ctx.candidate.version)
     if value is None:
         have = ", ".join(sorted(ctx.candidate.metrics)) or "none"
         return (
@@ -219,6 +230,8 @@ def _no_regression(rule: NoRegression, ctx: PromotionContext) -> Verdict:
     better = "higher" if rule.direction == "higher" else "lower"
     expected = f"{rule.metric} {better} than the holder" + (f" {' and '.join(parts)}" if parts else " or equal")
     value = ctx.candidate.metrics.get(rule.metric)
+    if value is None and not ctx.candidate.metrics_frozen:
+        return False, None, expected, _no_snapshot(ctx.candidate.version)
     if value is None:
         return (
             False,
@@ -236,6 +249,8 @@ def _no_regression(rule: NoRegression, ctx: PromotionContext) -> Verdict:
     if ctx.holder.version == ctx.candidate.version:
         return True, value, expected, f"version {ctx.candidate.version} already holds '{ctx.target}'"
     base = ctx.holder.metrics.get(rule.metric)
+    if base is None and not ctx.holder.metrics_frozen:
+        return False, value, expected, _no_snapshot(ctx.holder.version) + " (the holder)"
     if base is None:
         return (
             False,
@@ -332,6 +347,13 @@ def _evaluation(rule: Evaluation, ctx: PromotionContext) -> Verdict:
         return False, observed, expected, "; ".join(problems) + f" {where}"
     measured = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(cand.metrics.items())) if cand else ""
     return True, observed, expected, (("; ".join(notes) + " ") if notes else f"{measured} ") + where
+
+
+def _no_snapshot(version: str) -> str:
+    return (
+        f"version {version} has no metrics snapshot frozen at registration (registered before snapshots existed); "
+        "run `mlops migrate` to record one"
+    )
 
 
 def _lineage_clean(rule: LineageClean, ctx: PromotionContext) -> Verdict:
@@ -445,13 +467,20 @@ def _drift_passed(rule: DriftPassed, ctx: PromotionContext) -> Verdict:
     )
     drift = ctx.drift
     if drift is None or drift.passed is None:
-        return (
-            False,
-            "no drift check",
-            expected,
-            f"no drift check of version {ctx.candidate.version} on record; run `mlops drift` first",
+        ignored = drift.ignored if drift is not None else 0
+        why = (
+            f"{ignored} drift check(s) of version {ctx.candidate.version} were on data no `mlops monitor` batch of "
+            "this model had: only production data counts; monitor a production batch, then run `mlops drift` on it"
+            if ignored
+            else f"no drift check of version {ctx.candidate.version} on production data on record; run "
+            "`mlops monitor` on a production batch, then `mlops drift` on it"
         )
+        return False, "no drift check", expected, why
     observed: dict[str, Any] = {"passed": drift.passed}
+    if drift.rows is not None:
+        observed["rows"] = drift.rows
+    if rule.min_rows is not None and (drift.rows or 0) < rule.min_rows:
+        return False, observed, expected, f"the drift check saw {drift.rows or 0} rows, fewer than {rule.min_rows}"
     if drift.checked_at is not None:
         observed["checked_at"] = format_time(drift.checked_at)
     if not drift.passed:
@@ -557,8 +586,9 @@ def evaluate_approvals(
                 f"candidate's last change ({format_time(changed)}); approve again"
             )
             continue
-        if max_age_days is not None and (ctx.now - check.time).total_seconds() / 86400 > max_age_days:
-            notes.append(f"the {check.decision} by {principal} is older than {_fmt(max_age_days)} days")
+        age_limit = DEFAULT_APPROVAL_AGE_DAYS if max_age_days is None else max_age_days
+        if (ctx.now - check.time).total_seconds() / 86400 > age_limit:
+            notes.append(f"the {check.decision} by {principal} expired (older than {_fmt(age_limit)} days)")
             continue
         if check.time > ctx.now + timedelta(minutes=5):
             notes.append(f"the {check.decision} by {principal} is dated in the future ({format_time(check.time)})")
@@ -583,11 +613,22 @@ def evaluate_approvals(
         need = f"{len(names)} of {count} approval(s)"
         if missing_roles:
             need += f"; no approval yet by role {', '.join(missing_roles)}"
+        if ctx.used_approvals:
+            notes.append(
+                f"approvals given before v{cand.version} last took '{ctx.target}' were used by that promotion "
+                "(an approval enables one promotion unless the rule says reusable: true)"
+            )
         hint = f"; run `mlops approve {cand.model} {cand.version} --to {ctx.target} --key KEY`"
         return False, observed, expected, need + (": " + "; ".join(notes) if notes else "") + hint
+    declared = (
+        "; separation of duties compared declared names (MLOPS_ACTOR, git config): set `identity: signed` in "
+        "policy.yaml to compare signed principals"
+        if (exclude_trainer or exclude_registrant) and not ctx.identity_signed
+        else ""
+    )
     return (
         True,
         observed,
         expected,
-        f"approved by {', '.join(names)}" + (f" (ignored: {'; '.join(notes)})" if notes else ""),
+        f"approved by {', '.join(names)}" + (f" (ignored: {'; '.join(notes)})" if notes else "") + declared,
     )

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from mlops_layer.audit import actions
 from mlops_layer.audit.acting import ActingTrail
+from mlops_layer.audit.registrations import RegistrationRecord, registration_records
 from mlops_layer.errors import MlopsError
 from mlops_layer.governance.approvals import ApprovalStatement, SignedApproval
 from mlops_layer.governance.promotion import AliasRecord
@@ -26,6 +27,10 @@ _READ = (
     actions.MODEL_REGISTERED,
     actions.CARD_CHANGED,
     actions.RECONCILE_INCIDENT,
+    actions.PROMOTION_DECIDED,
+    actions.ROLLBACK_DECIDED,
+    actions.MODEL_SNAPSHOT,
+    actions.MONITOR_BATCH,
 )
 _APPROVAL_ACTIONS = {
     "approve": actions.APPROVAL_GRANTED,
@@ -170,28 +175,80 @@ class AuditTrailView(ActingTrail):
         return AliasRecord(False, None, None, *self._incident(incident))
 
     @staticmethod
-    def _incident(entry: EntryView | None) -> tuple[int | None, str | None]:
+    def _incident(entry: EntryView | None) -> tuple[int | None, str | None, dict[str, Any] | None]:
         if entry is None:
-            return None, None
+            return None, None, None
         actual = entry.details.get("actual")
-        return entry.seq, None if actual is None else str(actual)
+        return entry.seq, None if actual is None else str(actual), dict(entry.details)
 
     def drift_status(self, model: str, version: str) -> DriftStatus | None:
+        """The latest drift check of the version *on production data*: a batch `mlops monitor` recorded for this
+        model (any alias; matched by content hash) and that counts as evidence. Checks on other files are recorded
+        but satisfy nothing: they are counted in ``ignored``."""
+        production = {
+            str(e.details.get("batch_sha256"))
+            for e in self._entries(model)
+            if e.action == actions.MONITOR_BATCH
+            and e.decision != "rejected"
+            and e.details.get("evidence", True) is not False
+            and e.details.get("batch_sha256")
+        }
+        ignored = 0
         for e in reversed(self._entries(model)):
             if e.action != actions.DRIFT_CHECKED or e.subject.get("version") != version:
                 continue
             details = e.details
+            digest = _content_hash(str(details.get("current") or ""))
+            if digest is None or digest not in production:
+                ignored += 1
+                continue
             passed = details.get("passed")
             if not isinstance(passed, bool):
                 passed = (e.decision or "").lower() in _PASSED
             summary = details.get("summary") or details.get("status") or e.decision or ""
-            return DriftStatus(passed=passed, checked_at=e.timestamp, detail=str(summary), audit_seq=e.seq)
-        return None
+            rows = details.get("n_current")
+            return DriftStatus(
+                passed=passed,
+                checked_at=e.timestamp,
+                detail=str(summary),
+                audit_seq=e.seq,
+                rows=int(rows) if isinstance(rows, int) else None,
+                ignored=ignored,
+            )
+        return DriftStatus(passed=None, ignored=ignored) if ignored else None
 
     def registered_by(self, model: str, version: str) -> str | None:
         for e in self._entries(model):
             if e.action == actions.MODEL_REGISTERED and e.subject.get("version") == version:
                 return e.actor
+        return None
+
+    def registration(self, model: str, version: str) -> RegistrationRecord | None:
+        """What the first registration of the version fixed (digests, metrics snapshot), or None."""
+        entries = [e for e in self._entries(model) if e.action in (actions.MODEL_REGISTERED, actions.MODEL_SNAPSHOT)]
+        return registration_records(entries).get((model, str(version)))
+
+    def last_set_seq(self, model: str, alias: str, version: str) -> int | None:
+        """The seq of the latest completed move of ``alias`` to ``version`` (approvals before it are used up)."""
+        for e in reversed(self._entries(model)):
+            if (
+                e.action == actions.ALIAS_SET
+                and e.subject.get("alias") == alias
+                and e.subject.get("version") == str(version)
+            ):
+                return e.seq
+        return None
+
+    def allowed_decision_seq(self, model: str, alias: str, version: str) -> int | None:
+        """The latest allowed promotion/rollback decision that gave ``alias`` to ``version``, or None."""
+        for e in reversed(self._entries(model)):
+            if (
+                e.action in (actions.PROMOTION_DECIDED, actions.ROLLBACK_DECIDED)
+                and e.decision == "allowed"
+                and e.subject.get("alias") == alias
+                and e.subject.get("version") == str(version)
+            ):
+                return e.seq
         return None
 
     def last_card_hash(self, model: str) -> str | None:
@@ -200,3 +257,11 @@ class AuditTrailView(ActingTrail):
                 value = e.details.get("card_hash")
                 return str(value) if value else None
         return None
+
+
+def _content_hash(current: str) -> str | None:
+    """The sha256 hex of the checked file, from a drift entry's ``current`` ("name sha256:HEX")."""
+    for token in current.split():
+        if token.startswith("sha256:"):
+            return token[len("sha256:") :]
+    return None

@@ -59,6 +59,7 @@ def audit_failures(cfg: Settings, model: str, results: Sequence[DeliveryResult],
     if not failed:
         return
     with AuditStore.open(cfg.audit_url) as store:
+        store.checkpoint_key = cfg.checkpoint_key if cfg.checkpoint_key and cfg.checkpoint_key.is_file() else None
         for r in failed:
             store.append(
                 NOTIFICATION_FAILED,

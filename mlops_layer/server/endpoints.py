@@ -146,7 +146,8 @@ class Endpoints:
     def audit_verify(self, user: str, params: dict[str, Any]) -> Any:
         from mlops_layer import api
 
-        return jsonable(api.verify_audit(settings=self.governance().settings(user)))
+        # the snapshot is already the committed governance at the ref: no working copy to compare with
+        return jsonable(api.verify_audit(settings=self.governance().settings(user), no_git=True))
 
     def audit_reconcile(self, user: str, params: dict[str, Any]) -> Any:
         from mlops_layer import api
