@@ -540,9 +540,10 @@ def test_signed_identity_unmasks_a_self_approval(
     commit_governance(project.root, "identity: signed")
 
     unsigned = train(project, 0.95)
-    assert "the trainer is not proven by a signature" in failed(api.check("credit", unsigned, "champion"))[
-        "identity_signed"
-    ]
+    assert (
+        "the trainer is not proven by a signature"
+        in failed(api.check("credit", unsigned, "champion"))["identity_signed"]
+    )
 
     # alice trains and registers under a borrowed name, then approves her own version with her own key
     monkeypatch.setenv("MLOPS_ACTOR", "ci-runner@example.com")
