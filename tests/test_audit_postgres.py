@@ -154,7 +154,10 @@ def test_sigkill_writers_on_postgres(pg_url: str) -> None:
         for p in procs:
             p.send_signal(signal.SIGKILL)
         for p, first in zip(procs, firsts, strict=True):
-            out, _ = p.communicate(timeout=30)
+            # read the rest through the same buffered stream readline used (communicate(timeout=...) reads the raw
+            # pipe and would skip what readline had already buffered)
+            out = p.stdout.read() if p.stdout is not None else ""
+            p.wait(timeout=30)
             text = first + out
             # a line cut by the kill was never acknowledged: only whole lines count
             for line in text[: text.rfind("\n") + 1].splitlines():
