@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_layer.api import _wiring
-from mlops_layer.api.drift import drift_config, model_reference
+from mlops_layer.api.drift import model_reference
 from mlops_layer.audit.acting import ActingTrail
 from mlops_layer.config import Settings
 from mlops_layer.errors import InputError, NotFoundError
 
 if TYPE_CHECKING:
     from mlops_layer.adapters.mlflow import MlflowRegistry, VersionInfo
+    from mlops_layer.drift.config import DriftConfig
     from mlops_layer.drift.result import DriftResult
     from mlops_layer.monitoring.monitor import MonitorResult
     from mlops_layer.monitoring.notifiers import FlushResult
@@ -25,7 +26,7 @@ class _MonitorDrift:
     """The drift gate against the serving version's reference profile (the ``drift:`` section of the policy), and
     the Evidently report people open from an alert."""
 
-    def __init__(self, cfg: Settings, registry: MlflowRegistry, info: VersionInfo, warnings: list[str]) -> None:
+    def __init__(self, config: DriftConfig, registry: MlflowRegistry, info: VersionInfo, warnings: list[str]) -> None:
         self.profile: Any = None
         self.current: Any = None
         self.verdict: Any = None
@@ -34,7 +35,7 @@ class _MonitorDrift:
         except NotFoundError as exc:
             warnings.append(f"drift was not checked: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
             return
-        self.config = drift_config(info.name, settings=cfg)
+        self.config = config
         # the profile says which of its columns holds the training predictions; the policy may name another
         pred_col = self.config.prediction_column or self.profile.prediction_column
         if pred_col and pred_col not in self.profile.columns:
@@ -137,24 +138,27 @@ def _monitor(
     from mlops_layer.adapters.mlflow import MonitoringTracker
     from mlops_layer.api.drift import model_card_or_none
     from mlops_layer.api.loading import load_registered
+    from mlops_layer.drift.config import drift_config_from_document
     from mlops_layer.drift.io import file_digest
     from mlops_layer.governance.cards import ColumnRoles
     from mlops_layer.lineage import parse_model_ref
     from mlops_layer.monitoring import datatime
     from mlops_layer.monitoring import dispatch as notices
-    from mlops_layer.monitoring.alerts import load_alert_rules
+    from mlops_layer.monitoring.alerts import alert_rules_from_document
     from mlops_layer.monitoring.monitor import BatchInput, read_batch, run_batch
     from mlops_layer.monitoring.notifiers import deliver, dispatch, notice_payload
     from mlops_layer.monitoring.scoring import promoted_metrics
     from mlops_layer.monitoring.serving import ServingModel
     from mlops_layer.monitoring.state import monitoring_dir
+    from mlops_layer.policyfile import load_policy_document
 
     cfg = _wiring.resolve(settings)
     name, ref = parse_model_ref(name_at_alias)
     if ref is None:
         raise InputError(f"{name_at_alias!r} names no serving version", hint="use NAME@ALIAS, e.g. churn@champion")
     alias = ref if "@" in name_at_alias else None
-    alert_rules = list(rules) if rules is not None else load_alert_rules(cfg.policy_file)
+    policy = load_policy_document(cfg.policy_file, missing_ok=True)  # parsed once for its alerts: and drift:
+    alert_rules = list(rules) if rules is not None else alert_rules_from_document(policy)
     factory = notices.notifier_factory(cfg, notifications)
     path = Path(batch)
     started = time.perf_counter()
@@ -180,7 +184,7 @@ def _monitor(
     if features is None:  # the model does not say: every column the card does not give another role
         features = tuple(c for c in roles.features(columns) if c != labels)
     model = ServingModel(loaded.model, feature_names=features, task=roles.task, non_features=roles.non_features)
-    drift = _MonitorDrift(cfg, registry, info, warnings)
+    drift = _MonitorDrift(drift_config_from_document(policy, info.name), registry, info, warnings)
     load_s = time.perf_counter() - started
     recipients = notices.stakeholders(cfg, info.name, warnings)
     outbox = notices.outbox(cfg)
