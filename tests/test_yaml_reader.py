@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import commit_governance
 from typer.testing import CliRunner
 
 from mlops_layer.cli.main import app
@@ -208,8 +209,10 @@ def invoke(args: list[str]) -> tuple[int, str, float]:
 @pytest.mark.parametrize(("text", "line"), [(BOMB_POLICY, 9), (RECURSIVE_POLICY, 7)])
 def test_mlops_check_refuses_alias_attacks_in_the_policy(project: Path, text: str, line: int) -> None:
     (project / "governance" / "policy.yaml").write_text("targets: [\n")
+    commit_governance(project, "a broken policy")
     assert invoke(["check", "m", "1", "--to", "staging"])[0] == 2  # warm-up: imports done before the clock starts
     (project / "governance" / "policy.yaml").write_text(text)
+    commit_governance(project, "the attack, committed (the gate reads the commit)")
     code, output, elapsed = invoke(["check", "m", "1", "--to", "staging"])
     assert code == 2, output
     assert f"policy.yaml:{line}: anchors" in output and "Traceback" not in output
@@ -240,6 +243,7 @@ def test_cli_shows_the_unread_section_warning(project: Path) -> None:
 def test_real_mlops_process_refuses_the_bomb_within_a_memory_limit(project: Path) -> None:
     """The installed `mlops` script, capped at 1 GiB of address space: expanding the bomb would need far more."""
     (project / "governance" / "policy.yaml").write_text(BOMB_POLICY)
+    commit_governance(project, "the attack, committed (the gate reads the commit)")
     limit = 1 << 30
 
     def cap() -> None:
