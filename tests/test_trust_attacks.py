@@ -635,13 +635,32 @@ def test_signed_identity_unmasks_a_self_approval(
     monkeypatch.setenv("MLOPS_SIGNING_KEY", str(keys["alice"]))
     cfg = api.settings(project.root)
     mine = train(cfg, 0.96)
-    approve(cfg, keys, "alice", mine)
+    # `mlops approve` compares the signed principals too: alice's own key cannot approve what she registered
+    code, out = cli("approve", "credit", mine, "--to", "champion", "--key", str(keys["alice"]))
+    assert code == 1 and "alice@example.com registered" in out and "separation of duties" in out, out
+    with pytest.raises(ApprovalError, match="alice@example.com registered"):
+        approve(cfg, keys, "alice", mine)
+    # signed and appended to the trail without the api: the promotion rules still refuse it
+    self_approval(cfg, keys, mine)
     code, fails, _ = cli_move("promote", "credit", mine, "--to", "champion")
     assert code == 1 and "alice@example.com registered version" in fails["approvals"]
     assert "separation of duties forbids approving it" in fails["approvals"]
     assert "identity_signed" not in fails
     approve(cfg, keys, "dan", mine)
     assert api.promote("credit", mine, "champion", settings=cfg).moved
+
+
+def self_approval(cfg: Settings, keys: dict[str, Path], version: str) -> None:
+    """alice signs an approval of ``version`` herself and appends it to the trail, skipping `mlops approve`."""
+    from mlops_layer.api import _wiring
+    from mlops_layer.governance.approvals import default_signer, make_statement, sign_statement
+    from mlops_layer.governance.promotion import bound_identity
+
+    info = _wiring.registry(cfg).get_version("credit", version)
+    with _wiring.governance_trail(cfg) as trail:
+        identity = bound_identity(info, trail.registration("credit", version))
+        statement = make_statement(identity, "champion", "alice@example.com")
+        trail.record_approval(sign_statement(statement, keys["alice"], default_signer()))
 
 
 def test_declared_identity_is_said_to_be_declared(project: Settings, keys: dict[str, Path]) -> None:
