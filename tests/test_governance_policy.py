@@ -286,3 +286,12 @@ def test_missing_card_is_not_found(tmp_path: Path) -> None:
 def test_card_template_is_valid() -> None:
     card = parse_card(card_template("demo").encode(), "demo.yaml", "demo")
     assert card.name == "demo"
+
+
+def test_drift_passed_names_a_dataset_inside_the_project() -> None:
+    base = "version: 1\nroles: {}\ntargets:\n  champion:\n    rules:\n      - {type: drift_passed, dataset: %s}\n"
+    rule = parse_policy((base % "data/prod/batch.csv").encode(), "policy.yaml").targets["champion"].rules[0]
+    assert getattr(rule, "dataset", None) == "data/prod/batch.csv"
+    for bad in ("../outside.csv", "/etc/passwd"):
+        message = policy_error(base % bad)
+        assert "governance/policy.yaml:6" in message and "not a path inside the project" in message, message

@@ -523,6 +523,91 @@ def test_versions_registered_before_snapshots_are_named_until_migrated(project: 
     assert json.loads(cli("migrate", "--json")[1])["recorded"] == []
 
 
+# -- 4. drift evidence --------------------------------------------------------------------------------------------
+def track(root: Path, rel: str) -> None:
+    """Record ``rel`` in a .dvc file with the md5 of its current bytes, as `dvc add` would, and commit it."""
+    path = root / rel
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    size = path.stat().st_size
+    (root / f"{rel}.dvc").write_text(f"outs:\n- md5: {md5}\n  size: {size}\n  hash: md5\n  path: {path.name}\n")
+    git(root, "add", f"{rel}.dvc")
+    git(root, "commit", "-qm", f"track {rel}")
+
+
+def test_drift_evidence_must_be_the_dataset_the_policy_names(project: Settings) -> None:
+    import numpy as np
+    import pandas as pd
+
+    policy = POLICY.replace(
+        "- {type: approvals, count: 1, roles: [model-risk]}",
+        "- {type: drift_passed, dataset: data/prod/batch.csv, min_rows: 50, max_age_days: 7}",
+    )
+    project.policy_file.write_text(policy)
+    commit_governance(project.root, "champion needs a drift check of the production batch")
+    version = train(project, 0.95)
+    data = project.root / "data"
+    (data / "prod").mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(5, 2, size=400)})
+    frame.to_csv(data / "train.csv", index=False)
+    frame.iloc[:20].to_csv(data / "prod" / "batch.csv", index=False)
+    track(project.root, "data/prod/batch.csv")
+
+    def check_with(current: str) -> dict[str, str]:
+        result = api.drift_check(f"credit/{version}", current, reference=data / "train.csv", settings=project)
+        assert result.passed, result.summary()
+        return failed(api.check("credit", version, "champion", settings=project))
+
+    # a passing check on an unrelated file (the training data) satisfies nothing
+    fails = check_with("data/train.csv")
+    assert "no drift check of version" in fails["drift_passed"] and "data/prod/batch.csv" in fails["drift_passed"]
+    # the named dataset, but fewer rows than min_rows
+    assert "fewer than 50" in check_with("data/prod/batch.csv")["drift_passed"]
+    # the named path with 200 rows DVC does not record for it: no evidence, the 20-row check is still the latest
+    frame.iloc[100:300].to_csv(data / "prod" / "batch.csv", index=False)
+    unrecorded = api.drift_check("credit/" + version, "data/prod/batch.csv", reference=data / "train.csv")
+    assert any("differs from what DVC records" in w for w in unrecorded.warnings), unrecorded.warnings
+    assert "fewer than 50" in failed(api.check("credit", version, "champion", settings=project))["drift_passed"]
+    # the dataset as DVC records it: the rule passes, and the entry names its path and md5
+    track(project.root, "data/prod/batch.csv")
+    assert "drift_passed" not in check_with("data/prod/batch.csv")
+    with AuditStore.open(project.audit_url) as store:
+        last = list(store.entries(model="credit", action=actions.DRIFT_CHECKED))[-1]
+    md5 = hashlib.md5((data / "prod" / "batch.csv").read_bytes()).hexdigest()
+    assert (last.details["dvc_path"], last.details["dvc_md5"]) == ("data/prod/batch.csv", md5)
+
+
+def test_an_unreadable_drift_input_is_an_error_on_record_that_blocks_nothing(project: Settings) -> None:
+    import numpy as np
+    import pandas as pd
+
+    project.policy_file.write_text(
+        POLICY.replace("- {type: approvals, count: 1, roles: [model-risk]}", "- {type: drift_passed}")
+    )
+    commit_governance(project.root, "champion needs a drift check")
+    version = train(project, 0.95)
+    rng = np.random.default_rng(3)
+    pd.DataFrame({"a": rng.normal(size=300)}).to_csv(project.root / "reference.csv", index=False)
+    (project.root / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
+    before = api.check("credit", version, "champion", settings=project)
+
+    code, out = cli("drift", f"credit/{version}", "--current", "corrupt.parquet", "--reference", "reference.csv")
+    assert code == 2 and "not a readable Parquet file" in out, out
+    with pytest.raises(InputError, match="does not exist"):
+        api.drift_check(f"credit/{version}", "missing.csv", reference="reference.csv", settings=project)
+    with AuditStore.open(project.audit_url) as store:
+        errors = list(store.entries(model="credit", action=actions.DRIFT_CHECKED))
+    assert [(e.decision, e.details["current"]) for e in errors] == [
+        ("error", "corrupt.parquet"),
+        ("error", "missing.csv"),
+    ]
+    assert all("passed" not in e.details for e in errors)
+    # no drift verdict: the rule says the same as before, neither satisfied nor failed by the errors
+    after = failed(api.check("credit", version, "champion", settings=project))
+    assert after["drift_passed"] == failed(before)["drift_passed"]
+    assert "no drift check of version" in after["drift_passed"] and "were on data" not in after["drift_passed"]
+
+
 # -- 5. identity without a server -------------------------------------------------------------------------------------
 def test_signed_identity_unmasks_a_self_approval(
     project: Settings, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch
@@ -550,13 +635,32 @@ def test_signed_identity_unmasks_a_self_approval(
     monkeypatch.setenv("MLOPS_SIGNING_KEY", str(keys["alice"]))
     cfg = api.settings(project.root)
     mine = train(cfg, 0.96)
-    approve(cfg, keys, "alice", mine)
+    # `mlops approve` compares the signed principals too: alice's own key cannot approve what she registered
+    code, out = cli("approve", "credit", mine, "--to", "champion", "--key", str(keys["alice"]))
+    assert code == 1 and "alice@example.com registered" in out and "separation of duties" in out, out
+    with pytest.raises(ApprovalError, match="alice@example.com registered"):
+        approve(cfg, keys, "alice", mine)
+    # signed and appended to the trail without the api: the promotion rules still refuse it
+    self_approval(cfg, keys, mine)
     code, fails, _ = cli_move("promote", "credit", mine, "--to", "champion")
     assert code == 1 and "alice@example.com registered version" in fails["approvals"]
     assert "separation of duties forbids approving it" in fails["approvals"]
     assert "identity_signed" not in fails
     approve(cfg, keys, "dan", mine)
     assert api.promote("credit", mine, "champion", settings=cfg).moved
+
+
+def self_approval(cfg: Settings, keys: dict[str, Path], version: str) -> None:
+    """alice signs an approval of ``version`` herself and appends it to the trail, skipping `mlops approve`."""
+    from mlops_layer.api import _wiring
+    from mlops_layer.governance.approvals import default_signer, make_statement, sign_statement
+    from mlops_layer.governance.promotion import bound_identity
+
+    info = _wiring.registry(cfg).get_version("credit", version)
+    with _wiring.governance_trail(cfg) as trail:
+        identity = bound_identity(info, trail.registration("credit", version))
+        statement = make_statement(identity, "champion", "alice@example.com")
+        trail.record_approval(sign_statement(statement, keys["alice"], default_signer()))
 
 
 def test_declared_identity_is_said_to_be_declared(project: Settings, keys: dict[str, Path]) -> None:

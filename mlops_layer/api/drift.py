@@ -175,13 +175,8 @@ def drift_check(
     else ``local[2]``); ``auto`` (default) streams folders and Parquet files over 512 MiB and Spark DataFrames go to
     Spark. Aggregated scores beyond 65,536 rows carry an error bound (see :mod:`mlops_layer.drift.aggregate`).
     """
-    from datetime import datetime, timezone
-
-    from mlops_layer.drift import gate
-    from mlops_layer.drift.aggregate import check_parquet
     from mlops_layer.drift.config import DriftConfig
-    from mlops_layer.drift.io import file_digest, parquet_source, read_table, wants_streaming
-    from mlops_layer.drift.profile import ReferenceProfile, build_profile
+    from mlops_layer.drift.io import wants_streaming
     from mlops_layer.lineage import parse_model_ref
 
     if name_ref is None and reference is None:
@@ -218,6 +213,108 @@ def drift_check(
             f"an Evidently report needs the batch in memory, and engine {engine!r} never holds it",
             hint="leave out --report, or write the report from a sample with --engine memory",
         )
+    try:
+        return _checked(
+            cfg, name, ref, current, reference, drift_cfg, columns, exclude, report, log, say, engine, spark_master
+        )
+    except InputError as exc:  # the input could not be read: an error on record, never a drift verdict
+        if log and name is not None:
+            seq = _record_unreadable(cfg, name, ref, current, exc)
+            if seq is not None:
+                exc.hint = f"{exc.hint + '; ' if exc.hint else ''}recorded as a drift check error (audit entry {seq})"
+        raise
+
+
+class _Unreadable(InputError):
+    """The batch or reference of a drift check could not be read (missing, corrupt, empty)."""
+
+
+def _reading(read: Any, *args: Any, **kwargs: Any) -> Any:
+    """``read(*args, **kwargs)``, its bad-input errors marked as an unreadable drift input."""
+    try:
+        return read(*args, **kwargs)
+    except InputError as exc:
+        raise _Unreadable(exc.message, hint=exc.hint) from None
+
+
+def _record_unreadable(cfg: Settings, name: str, ref: str | None, current: Any, exc: InputError) -> int | None:
+    """Record a model check whose input could not be read as ``drift.checked`` with decision ``error`` (no drift
+    verdict: it satisfies and blocks nothing). None when the error was not about the input, or the version is
+    unknown."""
+    from datetime import datetime, timezone
+
+    from mlops_layer.audit import actions
+
+    if not isinstance(exc, _Unreadable):
+        return None
+    try:
+        info = _wiring.registry(cfg).resolve(name, ref)
+    except MlopsError:
+        return None
+    with _wiring.acting_trail(cfg) as trail:
+        seq: int = trail.append(
+            actions.DRIFT_CHECKED,
+            subject={"model": name, "version": info.version},
+            decision="error",
+            reasons=[exc.message],
+            details={
+                "error": exc.message,
+                "current": str(current) if isinstance(current, (str, Path)) else "in-memory frame",
+                "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
+    return seq
+
+
+def _dvc_evidence(cfg: Settings, current: Any) -> tuple[dict[str, str], str | None]:
+    """(``dvc_path``/``dvc_md5`` details, a warning): the checked file as DVC records it, when it does.
+
+    Recorded only when the file's bytes have the md5 that its ``.dvc`` file or dvc.lock records, so a
+    ``drift_passed`` rule naming that DVC path can count the check."""
+    from mlops_layer.adapters import dvc
+
+    if not isinstance(current, (str, Path)) or not Path(current).is_file():
+        return {}, None
+    try:
+        rel = Path(current).resolve().relative_to(cfg.root.resolve()).as_posix()
+    except ValueError:
+        return {}, None
+    tracked = dvc.tracked(cfg.root, rel)
+    if tracked is None:
+        return {}, None
+    md5 = dvc.file_md5(Path(current))
+    if md5 != tracked.md5:
+        return {}, (
+            f"{rel} differs from what DVC records for it (md5 {md5}, recorded {tracked.md5}): this check is no "
+            "evidence for a drift_passed rule naming that dataset"
+        )
+    return {"dvc_path": rel, "dvc_md5": md5}, None
+
+
+def _checked(
+    cfg: Settings,
+    name: str | None,
+    ref: str | None,
+    current: Any,
+    reference: Any,
+    drift_cfg: DriftConfig,
+    columns: list[str] | None,
+    exclude: list[str] | None,
+    report: Path | str | None,
+    log: bool,
+    say: Any,
+    engine: str,
+    spark_master: str | None,
+) -> DriftResult:
+    """The drift check proper (see :func:`drift_check`); reading errors of its input raise ``_Unreadable``."""
+    is_spark_frame = hasattr(current, "mapInPandas")
+    from datetime import datetime, timezone
+
+    from mlops_layer.drift import gate
+    from mlops_layer.drift.aggregate import check_parquet
+    from mlops_layer.drift.io import file_digest, parquet_source, read_table
+    from mlops_layer.drift.profile import ReferenceProfile, build_profile
+
     frame: Any = None
     spark_frame: Any = None
     parquet: Any = None
@@ -229,19 +326,19 @@ def drift_check(
         batch_columns = [str(c) for c in spark_frame.columns]
         current_desc = "Spark DataFrame" if is_spark_frame else f"{current} (Spark)"
     elif engine == "stream":
-        parquet = parquet_source(current)
+        parquet = _reading(parquet_source, current)
         batch_columns = list(parquet.columns)
         current_desc = parquet.describe()
     else:
         say("reading the batch", None, None)
         if isinstance(current, (str, Path)):
-            frame = read_table(current, what="batch")
+            frame = _reading(read_table, current, what="batch")
             current_desc = f"{Path(current).name} {file_digest(current)}"
         else:
             frame = current
             current_desc = "in-memory frame"
         if len(frame) == 0:
-            raise InputError("the batch has no rows", hint="an empty batch cannot be checked for drift")
+            raise _Unreadable("the batch has no rows", hint="an empty batch cannot be checked for drift")
         batch_columns = [str(c) for c in frame.columns]
 
     registry: Any = None
@@ -253,7 +350,7 @@ def drift_check(
         else:
             say("profiling the reference", None, None)
             if isinstance(reference, (str, Path)):
-                ref_frame = read_table(reference, what="reference")
+                ref_frame = _reading(read_table, reference, what="reference")
                 digest = file_digest(reference)
                 source = f"{Path(reference).name} {digest}"
             else:
@@ -344,6 +441,9 @@ def drift_check(
         except MlopsError as exc:
             warnings.append(f"could not log the drift check to MLflow: {exc}")
         drifted = [c.name for c in result.columns if c.drifted]
+        evidence, note = _dvc_evidence(cfg, current)  # the DVC path and md5 a drift_passed rule may name
+        if note:
+            warnings.append(note)
         with _wiring.acting_trail(cfg) as trail:
             seq = trail.append(
                 actions.DRIFT_CHECKED,
@@ -370,6 +470,7 @@ def drift_check(
                     "config": drift_cfg.to_dict(),
                     "engine": result.engine,
                     "near_threshold": list(result.near_threshold),
+                    **evidence,
                 },
             )
         result = dataclasses.replace(result, mlflow_run_id=run_id, audit_seq=seq)

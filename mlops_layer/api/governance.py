@@ -7,7 +7,6 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_layer import tags
 from mlops_layer.api import _wiring
 from mlops_layer.config import Settings
 from mlops_layer.errors import InputError, MlopsError
@@ -203,8 +202,14 @@ def approve(
     )
     from mlops_layer.governance.identity import principal_for_key
     from mlops_layer.governance.policy import check_alias
-    from mlops_layer.governance.promotion import approvals_tag, approvals_tag_value, bound_identity
-    from mlops_layer.governance.rules import Candidate, duty_conflict, separation_flags
+    from mlops_layer.governance.promotion import (
+        Governance,
+        approvals_tag,
+        approvals_tag_value,
+        bound_identity,
+        file_locks,
+    )
+    from mlops_layer.governance.rules import duty_conflict, separation_flags
 
     cfg = _wiring.resolve(settings)
     check_alias(to)
@@ -239,13 +244,17 @@ def approve(
                 trail.approvals(name, identity.version, to), signer_principal, action, name, identity.version, to
             )
         elif action == "promote":
-            candidate = Candidate(
-                model=name,
-                version=identity.version,
-                run_id=identity.run_id,
-                registered_by=trail.registered_by(name, identity.version) or info.tags.get(tags.REGISTERED_BY),
-                trained_by=info.tags.get(tags.TRAINED_BY),
-            )
+            # who trained and registered it, as the promotion rules see them: the signed principals under
+            # `identity: signed` (declared names stay excluded too), else the trail's and the tags' declared names
+            candidate = Governance(
+                registry=registry,
+                trail=trail,
+                policy=policy,
+                load_card=files.card,
+                allowed_signers=signers,
+                verifier=default_verifier(),
+                locks=file_locks(cfg.state_dir),
+            ).candidate(info)
             exclude_trainer, exclude_registrant = separation_flags(target.rules)
             did = duty_conflict(
                 signer_principal, candidate, exclude_trainer=exclude_trainer, exclude_registrant=exclude_registrant

@@ -85,10 +85,15 @@ class PromotionOrder:
 
 @dataclass(frozen=True)
 class DriftPassed:
-    """The latest drift check of the candidate passed and is at most ``max_age_days`` old."""
+    """The latest drift check of the candidate passed and is at most ``max_age_days`` old.
+
+    ``dataset`` (a DVC path): only checks of that file, with the md5 DVC records for it, count; without it, only
+    checks of a batch ``mlops monitor`` recorded for the model count.
+    """
 
     max_age_days: float | None = None
     min_rows: int | None = None
+    dataset: str | None = None
     name: str = ""
     line: int = 0
 
@@ -144,7 +149,7 @@ RULE_TYPES: dict[str, str] = {
     "lineage_clean": "require_committed, require_data_in_remote, require_lock_up_to_date",
     "card_fields": "required: [field, ...]",
     "promotion_order": "must_have_held, min_days, must_still_hold",
-    "drift_passed": "max_age_days, min_rows",
+    "drift_passed": "max_age_days, min_rows, dataset (DVC path)",
     "approvals": "count, roles, require_each_role, exclude_trainer, exclude_registrant, max_age_days, reusable",
     "evaluation": "metrics: {NAME: {min, max, max_regression, direction}}, data (DVC path), target",
 }
@@ -156,7 +161,7 @@ RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "lineage_clean": ("require_committed", "require_data_in_remote", "require_lock_up_to_date"),
     "card_fields": ("required",),
     "promotion_order": ("must_have_held", "min_days", "must_still_hold"),
-    "drift_passed": ("max_age_days", "min_rows"),
+    "drift_passed": ("max_age_days", "min_rows", "dataset"),
     "approvals": (
         "count",
         "roles",
@@ -414,9 +419,11 @@ def _rule(node: Located) -> Rule:
     elif kind == "drift_passed":
         age = f.get("max_age_days")
         rows = f.get("min_rows")
+        dataset = f.get("dataset")
         rule = DriftPassed(
             max_age_days=age.number(minimum=0.0) if age else None,
             min_rows=rows.integer(minimum=1) if rows else None,
+            dataset=_dvc_path(dataset) if dataset else None,
             name=name,
             line=line,
         )
@@ -541,3 +548,15 @@ def check_version(version: str) -> str:
     if not _VERSION.fullmatch(version):
         raise InputError(f"{version!r} is not a valid model version", hint="a version is a number, e.g. 3")
     return version
+
+
+def _dvc_path(node: Located) -> str:
+    """A DVC path named by a rule: relative to the project root, inside it (no absolute path, no '..')."""
+    text = node.string().strip()
+    parts = Path(text).parts
+    if Path(text).is_absolute() or ".." in parts or not parts:
+        node.fail(
+            f"{text!r} is not a path inside the project",
+            hint="name the file as DVC tracks it, relative to the project root (e.g. data/prod/batch.csv)",
+        )
+    return Path(text).as_posix()

@@ -28,7 +28,7 @@ from mlops_layer.governance.approvals import (
 )
 from mlops_layer.governance.cards import ModelCard
 from mlops_layer.governance.decisions import Decision, RuleResult
-from mlops_layer.governance.policy import Evaluation, LineageClean, Policy
+from mlops_layer.governance.policy import DriftPassed, Evaluation, LineageClean, Policy
 from mlops_layer.governance.rules import (
     AliasHold,
     Candidate,
@@ -98,7 +98,7 @@ class TrailPort(Protocol):
     def approvals(self, model: str, version: str, target: str) -> list[SignedApproval]: ...
     def alias_history(self, model: str) -> list[AliasHold]: ...
     def alias_record(self, model: str, alias: str) -> AliasRecord: ...
-    def drift_status(self, model: str, version: str) -> DriftStatus | None: ...
+    def drift_status(self, model: str, version: str, *, dataset: str | None = None) -> DriftStatus | None: ...
     def registered_by(self, model: str, version: str) -> str | None: ...
     def registration(self, model: str, version: str) -> RegistrationRecord | None: ...
     def last_set_seq(self, model: str, alias: str, version: str) -> int | None: ...
@@ -301,6 +301,14 @@ class Governance:
             holder=holder,
             history=tuple(self.trail.alias_history(name)),
             drift=self.trail.drift_status(name, cand.version),
+            drift_datasets={
+                d: self.trail.drift_status(name, cand.version, dataset=d)
+                for d in {
+                    r.dataset
+                    for r in (target_policy.rules if target_policy else ())
+                    if isinstance(r, DriftPassed) and r.dataset
+                }
+            },
             approvals=checks,
             card=card,
             card_error=card_error,

@@ -110,6 +110,8 @@ class PromotionContext:
     holder: Holder | None = None
     history: tuple[AliasHold, ...] = ()
     drift: DriftStatus | None = None
+    # DVC path -> the latest check of that dataset, for ``drift_passed`` rules that name one
+    drift_datasets: Mapping[str, DriftStatus | None] = field(default_factory=dict)
     approvals: tuple[ApprovalCheck, ...] = ()
     card: ModelCard | None = None
     card_error: str | None = None
@@ -465,7 +467,14 @@ def _drift_passed(rule: DriftPassed, ctx: PromotionContext) -> Verdict:
     expected = "latest drift check passed" + (
         f" within {_fmt(rule.max_age_days)} days" if rule.max_age_days is not None else ""
     )
-    drift = ctx.drift
+    drift = ctx.drift_datasets.get(rule.dataset) if rule.dataset else ctx.drift
+    if rule.dataset and (drift is None or drift.passed is None):
+        why = (
+            f"no drift check of version {ctx.candidate.version} on {rule.dataset} (as DVC records it) on record; "
+            f"checks of other files count for nothing here: run `mlops drift {ctx.candidate.model}/"
+            f"{ctx.candidate.version} --current {rule.dataset}`"
+        )
+        return False, "no drift check", expected, why
     if drift is None or drift.passed is None:
         ignored = drift.ignored if drift is not None else 0
         why = (

@@ -181,10 +181,12 @@ class AuditTrailView(ActingTrail):
         actual = entry.details.get("actual")
         return entry.seq, None if actual is None else str(actual), dict(entry.details)
 
-    def drift_status(self, model: str, version: str) -> DriftStatus | None:
+    def drift_status(self, model: str, version: str, *, dataset: str | None = None) -> DriftStatus | None:
         """The latest drift check of the version *on production data*: a batch `mlops monitor` recorded for this
         model (any alias; matched by content hash) and that counts as evidence. Checks on other files are recorded
-        but satisfy nothing: they are counted in ``ignored``."""
+        but satisfy nothing: they are counted in ``ignored``. With ``dataset`` (a DVC path named by the policy), only
+        checks of that file whose bytes had the md5 DVC recorded for it count. A check whose input could not be read
+        (decision ``error``) is no verdict: it neither counts nor blocks."""
         production = {
             str(e.details.get("batch_sha256"))
             for e in self._entries(model)
@@ -195,13 +197,18 @@ class AuditTrailView(ActingTrail):
         }
         ignored = 0
         for e in reversed(self._entries(model)):
-            if e.action != actions.DRIFT_CHECKED or e.subject.get("version") != version:
+            if e.action != actions.DRIFT_CHECKED or e.subject.get("version") != version or e.decision == "error":
                 continue
             details = e.details
-            digest = _content_hash(str(details.get("current") or ""))
-            if digest is None or digest not in production:
-                ignored += 1
-                continue
+            if dataset is not None:
+                if details.get("dvc_path") != dataset or not details.get("dvc_md5"):
+                    ignored += 1
+                    continue
+            else:
+                digest = _content_hash(str(details.get("current") or ""))
+                if digest is None or digest not in production:
+                    ignored += 1
+                    continue
             passed = details.get("passed")
             if not isinstance(passed, bool):
                 passed = (e.decision or "").lower() in _PASSED
