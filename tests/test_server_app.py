@@ -359,6 +359,24 @@ def test_cli_detects_the_app_and_uses_mlflow_credentials(server: RunningServer, 
     history = mlops("history", "cli-model", "--json")
     assert history.returncode == 0 and "NO-MLFLOW" in history.stderr, history.stderr
     assert [(sp["version"], sp["actor"]) for sp in json.loads(history.stdout)["spans"]] == [(high, "dana")]
+    # status and the audit trail come from the server too, as dana, without mlflow and without a database URL
+    status = mlops("status", "cli-model", "--json")
+    assert status.returncode == 0 and "NO-MLFLOW" in status.stderr, status.stderr
+    [model] = json.loads(status.stdout)["models"]
+    assert model["aliases"] == {"staging": high} and {v["version"] for v in model["versions"]} == {low, high}
+    assert "postgresql" not in status.stdout  # the server's store URLs (with their passwords) stay on the server
+    log = mlops("audit", "log", "--model", "cli-model", "--action", "promotion.decided", "--json")
+    assert log.returncode == 0 and "NO-MLFLOW" in log.stderr, log.stderr
+    entries = json.loads(log.stdout)
+    assert ("dana", "allowed", high) in [(e["actor"], e["decision"], e["subject"]["version"]) for e in entries]
+    served = _entries(server, "cli-model", "promotion.decided")
+    assert entries == [{k: e[k] for k in entries[0]} for e in served]  # the very entries, hashes included
+    verify = mlops("audit", "verify", "--json")
+    assert verify.returncode == 0 and "NO-MLFLOW" in verify.stderr, verify.stderr
+    report = json.loads(verify.stdout)
+    assert report["ok"] and report["size"] >= entries[-1]["seq"] and report["checkpoints"], report
+    local_only = mlops("audit", "verify", "--expect", "kept.json")
+    assert local_only.returncode == 2 and "governing server" in local_only.stderr, local_only.stderr
     env["MLFLOW_TRACKING_PASSWORD"] = "wrong"
     denied = mlops("check", "cli-model", high, "--to", "staging")
     assert denied.returncode == 2 and "MLFLOW_TRACKING_USERNAME" in denied.stderr, denied.stderr
