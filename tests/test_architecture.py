@@ -1,5 +1,5 @@
-"""The layering holds: only adapters (and the MLflow server app) touch mlflow, dvc, git and evidently; no cycles;
-one room per capability in the facade; the facade exports what it names."""
+"""The layering holds: only adapters (and, for mlflow only, the MLflow server app) touch mlflow, dvc, git and
+evidently; no cycles; one room per capability in the facade; the facade exports what it names."""
 
 from __future__ import annotations
 
@@ -49,6 +49,25 @@ def test_core_and_facade_touch_no_backend(path: Path) -> None:
     bad = [f"{path.name}:{line} imports {name}" for name, line in _imports(tree) if name.split(".")[0] in FORBIDDEN]
     bad += [f"{path.name}:{line} runs git/dvc as a subprocess" for line in _tool_calls(tree)]
     assert not bad, "only mlops_layer/adapters may talk to these tools: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("path", _modules(("server",)), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_server_plugs_into_mlflow_but_leaves_git_and_dvc_to_adapters(path: Path) -> None:
+    """The governing server is an MLflow app (it may import mlflow and flask); git, DVC and the rest go through
+    mlops_layer/adapters, so no server module starts a subprocess at all."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    allowed = {"mlflow"}
+    bad = [
+        f"{path.name}:{line} imports {name}"
+        for name, line in _imports(tree)
+        if name.split(".")[0] in set(FORBIDDEN) - allowed or name.split(".")[0] == "subprocess"
+    ]
+    bad += [f"{path.name}:{line} runs git/dvc as a subprocess" for line in _tool_calls(tree)]
+    assert not bad, "server/ talks to git and dvc through mlops_layer/adapters only: " + "; ".join(bad)
+
+
+def test_the_server_is_scanned() -> None:
+    assert {p.name for p in _modules(("server",))} >= {"source.py", "guard.py", "app.py"}
 
 
 def test_the_check_catches_what_it_looks_for(tmp_path: Path) -> None:

@@ -233,6 +233,38 @@ def test_registered_versions_run_is_frozen(server: RunningServer, as_user: Any) 
     assert refusals and all(e["decision"] == "refused" and e["actor"] == "dana" for e in refusals)
 
 
+def test_a_logged_model_backing_a_version_is_frozen(server: RunningServer, as_user: Any) -> None:
+    """MLflow 3's logged-model routes (tags, params, finalize, delete) are guarded like a registered run's."""
+    from mlflow.exceptions import MlflowException
+
+    dana = as_user("dana")
+    exp = dana.get_experiment_by_name("team")
+    exp_id = exp.experiment_id if exp is not None else dana.create_experiment("team")
+    run_id = dana.create_run(exp_id).info.run_id
+    frozen = dana.create_logged_model(exp_id, source_run_id=run_id, params={"C": "1.0"}).model_id
+    free = dana.create_logged_model(exp_id, source_run_id=run_id).model_id
+    dana.finalize_logged_model(frozen, "READY")
+    dana.create_registered_model("logged")
+    dana.create_model_version("logged", f"models:/{frozen}", run_id=run_id, model_id=frozen)
+    attempts = {
+        "set a logged model tag": lambda: dana.set_logged_model_tags(frozen, {"mlops.Claims.x": "forged"}),
+        "delete a logged model tag": lambda: dana.delete_logged_model_tag(frozen, "mlflow.user"),
+        "log logged model params": lambda: dana.log_model_params(frozen, {"C": "9.9"}),
+        "finalize the logged model": lambda: dana.finalize_logged_model(frozen, "FAILED"),
+        "delete the logged model": lambda: dana.delete_logged_model(frozen),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(MlflowException) as refused:
+            attempt()
+        assert refused.value.error_code == "PERMISSION_DENIED" and what in refused.value.message, refused.value.message
+    kept = dana.get_logged_model(frozen)
+    assert kept.params == {"C": "1.0"} and "mlops.Claims.x" not in kept.tags and str(kept.status) == "READY"
+    dana.set_logged_model_tags(free, {"note": "mine to change"})  # no version points at it
+    refusals = [e for e in _entries(server, "", "registry.guard") if frozen in " ".join(e["reasons"])]
+    assert sorted(e["details"]["change"] for e in refusals) == sorted(attempts)
+    assert all(e["actor"] == "dana" and e["decision"] == "refused" for e in refusals)
+
+
 def test_concurrent_alias_moves_are_serialised(server: RunningServer, as_user: Any) -> None:
     dana = as_user("dana")
     versions = [_version(dana, "race", 0.9 + i / 100)[0] for i in range(8)]
@@ -359,6 +391,24 @@ def test_cli_detects_the_app_and_uses_mlflow_credentials(server: RunningServer, 
     history = mlops("history", "cli-model", "--json")
     assert history.returncode == 0 and "NO-MLFLOW" in history.stderr, history.stderr
     assert [(sp["version"], sp["actor"]) for sp in json.loads(history.stdout)["spans"]] == [(high, "dana")]
+    # status and the audit trail come from the server too, as dana, without mlflow and without a database URL
+    status = mlops("status", "cli-model", "--json")
+    assert status.returncode == 0 and "NO-MLFLOW" in status.stderr, status.stderr
+    [model] = json.loads(status.stdout)["models"]
+    assert model["aliases"] == {"staging": high} and {v["version"] for v in model["versions"]} == {low, high}
+    assert "postgresql" not in status.stdout  # the server's store URLs (with their passwords) stay on the server
+    log = mlops("audit", "log", "--model", "cli-model", "--action", "promotion.decided", "--json")
+    assert log.returncode == 0 and "NO-MLFLOW" in log.stderr, log.stderr
+    entries = json.loads(log.stdout)
+    assert ("dana", "allowed", high) in [(e["actor"], e["decision"], e["subject"]["version"]) for e in entries]
+    served = _entries(server, "cli-model", "promotion.decided")
+    assert entries == [{k: e[k] for k in entries[0]} for e in served]  # the very entries, hashes included
+    verify = mlops("audit", "verify", "--json")
+    assert verify.returncode == 0 and "NO-MLFLOW" in verify.stderr, verify.stderr
+    report = json.loads(verify.stdout)
+    assert report["ok"] and report["size"] >= entries[-1]["seq"] and report["checkpoints"], report
+    local_only = mlops("audit", "verify", "--expect", "kept.json")
+    assert local_only.returncode == 2 and "governing server" in local_only.stderr, local_only.stderr
     env["MLFLOW_TRACKING_PASSWORD"] = "wrong"
     denied = mlops("check", "cli-model", high, "--to", "staging")
     assert denied.returncode == 2 and "MLFLOW_TRACKING_USERNAME" in denied.stderr, denied.stderr

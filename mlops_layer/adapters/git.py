@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops_layer.errors import BackendError, InputError
+from mlops_layer.errors import BackendError, ConfigError, InputError
 
 if TYPE_CHECKING:
     import git
@@ -240,17 +240,40 @@ class GitCommits:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def _git(self, *args: str, input_bytes: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    def _git(
+        self, *args: str, input_bytes: bytes | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[bytes]:
         try:
             return subprocess.run(
                 ["git", "-C", str(self.root), *args],
                 input=input_bytes,
                 capture_output=True,
                 check=False,
-                timeout=30,
+                timeout=timeout,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise BackendError(f"git {args[0]} failed in {self.root}: {exc}") from exc
+
+    def _must(self, *args: str, timeout: float = 60) -> bytes:
+        """``git ARGS``'s output; ConfigError with git's own message when it fails (a wrong clone or ref)."""
+        out = self._git(*args, timeout=timeout)
+        if out.returncode != 0:
+            raise ConfigError(
+                f"git {' '.join(args[:2])} failed in {self.root}: {out.stderr.decode(errors='replace').strip()[-300:]}"
+            )
+        return out.stdout
+
+    def fetch(self) -> None:
+        """``git fetch`` from the clone's default remote."""
+        self._must("fetch", "--quiet")
+
+    def commit_of(self, ref: str) -> str:
+        """The commit ``ref`` names; ConfigError naming git's complaint when it names none."""
+        return self._must("rev-parse", "--verify", f"{ref}^{{commit}}").decode().strip()
+
+    def archive(self, commit: str, folder: str) -> bytes:
+        """A tar of ``folder`` (relative to the repository's top) exactly as ``commit`` holds it."""
+        return self._must("archive", "--format=tar", commit, "--", folder)
 
     def is_repo(self) -> bool:
         out = self._git("rev-parse", "--is-inside-work-tree")

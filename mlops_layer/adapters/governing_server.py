@@ -164,9 +164,20 @@ class GoverningServer:
     def audit_log(self, **params: Any) -> list[dict[str, Any]]:
         return list(self._request("GET", "audit/log", params)["entries"])
 
-    def verify(self) -> dict[str, Any]:
-        body: dict[str, Any] = self._request("GET", "audit/verify")
+    def audit_entries(
+        self, *, model: str | None, action: str | None, since: str | None, limit: int | None
+    ) -> list[Any]:
+        """The server's trail entries (``audit.entry.AuditEntry``, rebuilt from the exact hashed bodies)."""
+        found = self.audit_log(model=model, action=action, since=since, limit=limit)
+        return [entry_from_dict(e) for e in found]
+
+    def verify(self, *, deep: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("GET", "audit/verify", {"deep": "true"} if deep else None)
         return body
+
+    def verify_report(self, *, deep: bool = False) -> Any:
+        """The server's verification of its own trail (``audit.verify.VerifyReport``)."""
+        return verify_report_from_dict(self.verify(deep=deep))
 
     def reconcile(self) -> dict[str, Any]:
         body: dict[str, Any] = self._request("POST", "audit/reconcile", {})
@@ -230,4 +241,43 @@ def result_from_dict(body: dict[str, Any]) -> Any:
         audit_seq=body.get("audit_seq"),
         completion_seq=body.get("completion_seq"),
         warnings=tuple(body.get("warnings") or ()),
+    )
+
+
+def entry_from_dict(body: dict[str, Any]) -> Any:
+    """An ``AuditEntry`` from the server's answer: the exact body text that was hashed, with its chain fields."""
+    from mlops_layer.audit.entry import AuditEntry
+
+    if not isinstance(body.get("body"), str):
+        raise BackendError("the governing server sent an audit entry without its body (upgrade the server)")
+    return AuditEntry(int(body["seq"]), str(body["prev_hash"]), str(body["entry_hash"]), body["body"].encode())
+
+
+def verify_report_from_dict(body: dict[str, Any]) -> Any:
+    """A ``VerifyReport`` from ``VerifyReport.to_dict()`` as the server sent it (signatures stay on the server)."""
+    from mlops_layer.audit.checkpoints import Checkpoint
+    from mlops_layer.audit.verify import CheckpointResult, Problem, VerifyReport
+
+    return VerifyReport(
+        ok=bool(body["ok"]),
+        size=int(body["size"]),
+        head=str(body["head"]),
+        problems=tuple(
+            Problem(str(p["kind"]), str(p["message"]), p.get("seq"), p.get("checkpoint"))
+            for p in body.get("problems") or ()
+        ),
+        checkpoints=tuple(
+            CheckpointResult(
+                Checkpoint(int(c["size"]), str(c["head"]), str(c["time"]), "", source=str(c.get("source") or "")),
+                c.get("signer"),
+                bool(c["ok"]),
+                c.get("problem"),
+            )
+            for c in body.get("checkpoints") or ()
+        ),
+        anchored=int(body.get("anchored") or 0),
+        warnings=tuple(body.get("warnings") or ()),
+        source=str(body.get("source") or ""),
+        deep=bool(body.get("deep")),
+        elapsed_s=float(body.get("elapsed_s") or 0.0),
     )

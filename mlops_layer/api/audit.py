@@ -99,6 +99,11 @@ def audit_log(
     if limit is not None and limit < 1:
         raise InputError(f"limit must be at least 1, got {limit}")
     cfg = _wiring.resolve(settings)
+    if (server := _wiring.governing_server(cfg)) is not None:  # team mode: the trail is the server's
+        entries: list[AuditEntry] = server.audit_entries(
+            model=model, action=action, since=since.isoformat() if since is not None else None, limit=limit
+        )
+        return entries
     with _wiring.audit_store(cfg) as trail:
         found = trail.entries(model=model, action=action, since=since)
         return list(deque(found, maxlen=limit)) if limit else list(found)
@@ -144,6 +149,24 @@ def verify_audit(
     from mlops_layer.audit.verify import read_export, verify_rows, verify_trail
 
     cfg = _wiring.resolve(settings)
+    if export_file is None and (server := _wiring.governing_server(cfg)) is not None:
+        # team mode: the server verifies its trail against its own signers and checkpoints
+        given = [
+            o
+            for o, v in (
+                ("--checkpoints", checkpoint_file),
+                ("--allowed-signers", allowed_signers),
+                ("--expect", expect),
+            )
+            if v is not None
+        ]
+        if given:
+            raise InputError(
+                f"{', '.join(given)} cannot apply to the governing server's trail (the server verifies it)",
+                hint="drop them, or verify an export offline: mlops audit verify --export FILE.jsonl",
+            )
+        report: VerifyReport = server.verify_report(deep=deep)
+        return report
     extra = [read_expected_checkpoint(Path(expect))] if expect is not None else []
     warnings: list[str] = []
     safe = cfg

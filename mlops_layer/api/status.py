@@ -120,6 +120,8 @@ def _decision_word(tag: str) -> str:
 def status(name: str | None = None, *, settings: Settings | None = None) -> StatusReport:
     """Registered models, their versions and aliases, governance tags, and the audit trail's head."""
     cfg = _wiring.resolve(settings)
+    if (server := _wiring.governing_server(cfg)) is not None:  # team mode: the server's registry and trail
+        return status_from_dict(server.status(name), cfg.tracking_uri)
     registry = _wiring.registry(cfg)
     names = [name] if name else registry.model_names()
     models = []
@@ -159,3 +161,32 @@ def status(name: str | None = None, *, settings: Settings | None = None) -> Stat
     except MlopsError as exc:
         audit.update(error=str(exc))
     return StatusReport(tracking_uri=cfg.tracking_uri, models=tuple(models), audit=audit)
+
+
+def status_from_dict(body: dict[str, Any], tracking_uri: str) -> StatusReport:
+    """The governing server's status answer as a ``StatusReport`` (its store URLs are not sent: ``tracking_uri`` is
+    the server the client asked)."""
+    models = tuple(
+        ModelStatus(
+            name=str(m["name"]),
+            aliases={str(k): str(v) for k, v in (m.get("aliases") or {}).items()},
+            versions=tuple(
+                VersionStatus(
+                    version=str(v["version"]),
+                    aliases=tuple(v.get("aliases") or ()),
+                    run_id=v.get("run_id"),
+                    git_commit=v.get("git_commit"),
+                    created=v.get("created"),
+                    decision={str(k): str(val) for k, val in (v.get("decision") or {}).items()},
+                    drift=v.get("drift"),
+                )
+                for v in m.get("versions") or ()
+            ),
+            open_alerts=tuple(m.get("open_alerts") or ()),
+            pending_approvals=tuple(m.get("pending_approvals") or ()),
+            ungoverned_aliases=tuple(m.get("ungoverned_aliases") or ()),
+        )
+        for m in body.get("models") or ()
+    )
+    audit = {"url": f"{tracking_uri} (the governing server's trail)", **dict(body.get("audit") or {})}
+    return StatusReport(tracking_uri=tracking_uri, models=models, audit=audit)

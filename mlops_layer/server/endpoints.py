@@ -117,7 +117,10 @@ class Endpoints:
         from mlops_layer import api
 
         gov = self.governance()
-        return jsonable(api.status(params.get("model") or None, settings=gov.settings(user)))
+        report = api.status(params.get("model") or None, settings=gov.settings(user))
+        # the server's store URLs carry its database credentials: never sent to clients
+        audit = {k: v for k, v in report.audit.items() if k != "url"}
+        return jsonable(dataclasses.replace(report, tracking_uri="", audit=audit))
 
     def history(self, user: str, params: dict[str, Any]) -> Any:
         from mlops_layer import api
@@ -141,13 +144,15 @@ class Endpoints:
             limit=limit,
             settings=self.governance().settings(user),
         )
-        return {"entries": [jsonable(e) for e in entries]}
+        # with the exact hashed body, so clients rebuild the very entries (and could re-hash them)
+        return {"entries": [{**jsonable(e), **e.to_record()} for e in entries]}
 
     def audit_verify(self, user: str, params: dict[str, Any]) -> Any:
         from mlops_layer import api
 
         # the snapshot is already the committed governance at the ref: no working copy to compare with
-        return jsonable(api.verify_audit(settings=self.governance().settings(user), no_git=True))
+        deep = str(params.get("deep") or "").lower() in ("1", "true", "yes")
+        return jsonable(api.verify_audit(settings=self.governance().settings(user), no_git=True, deep=deep))
 
     def audit_reconcile(self, user: str, params: dict[str, Any]) -> Any:
         from mlops_layer import api

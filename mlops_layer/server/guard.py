@@ -27,6 +27,17 @@ ADMIN_ONLY = {
     ("registered-models/rename", "POST"): "rename a registered model",
     ("model-versions/delete", "DELETE"): "delete a model version",
 }
+# MLflow 3's logged models: /logged-models/<m-id>[/tags[/<key>]|/params]; tag keys may hold dots and capitals
+_LOGGED = re.compile(
+    r"^(?:/.*)?/(?:ajax-)?api/\d+\.\d+/mlflow/logged-models/(?P<model_id>m-[0-9a-f]+)(?P<sub>/tags(?:/.+)?|/params)?$"
+)
+LOGGED_MODEL_CHANGES = {
+    ("/tags", "PATCH"): "set a logged model tag",
+    ("/tags/", "DELETE"): "delete a logged model tag",
+    ("/params", "POST"): "log logged model params",
+    ("", "PATCH"): "finalize the logged model",
+    ("", "DELETE"): "delete the logged model",
+}
 VERSION_TAGS = {("model-versions/set-tag", "POST"), ("model-versions/delete-tag", "DELETE")}
 RUN_CHANGES = {
     ("runs/log-metric", "POST"): "log a metric",
@@ -102,13 +113,21 @@ class RegistryGuard:
     def before_request(self) -> Any:
         from flask import g, request
 
+        user = getattr(g, "mlflow_authenticated_user", None)
+        if user is None:  # unprotected route; basic-auth already answered 401 for protected ones
+            return None
+        logged = _LOGGED.match(request.path)
+        if logged is not None:
+            sub = logged.group("sub") or ""
+            what = LOGGED_MODEL_CHANGES.get(("/tags/" if sub.startswith("/tags/") else sub, request.method))
+            try:
+                return self._logged_model_change(user, what, logged.group("model_id")) if what else None
+            except MlopsError as exc:
+                return error_response(exc)
         match = _API.match(request.path)
         if match is None:
             return None
         route = (match.group("rest"), request.method)
-        user = getattr(g, "mlflow_authenticated_user", None)
-        if user is None:  # unprotected route; basic-auth already answered 401 for protected ones
-            return None
         try:
             if route == ("registered-models/alias", "POST"):
                 return self._set_alias(user, request_params())
@@ -166,6 +185,18 @@ class RegistryGuard:
             gov.record_guard(user, what, {}, allowed=True, reason=f"admin; {reason}", run_id=run_id)
             return None
         seq = gov.record_guard(user, what, {}, allowed=False, reason=reason, run_id=run_id)
+        return deny(f"mlops: cannot {what}: {reason} (refusal audited as #{seq})")
+
+    def _logged_model_change(self, user: str, what: str, model_id: str) -> Any:
+        """A logged model some registered version points at is that version's evidence: frozen like its run."""
+        gov = self.governance()
+        if not gov.model_backs_version(model_id):
+            return None
+        reason = f"logged model {model_id} backs a registered model version: its evidence is frozen"
+        if is_admin(user):  # the audit entry names the model id in its reason
+            gov.record_guard(user, what, {}, allowed=True, reason=f"admin; {reason}")
+            return None
+        seq = gov.record_guard(user, what, {}, allowed=False, reason=reason)
         return deny(f"mlops: cannot {what}: {reason} (refusal audited as #{seq})")
 
     # -- after -------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Governance files as the server sees them: the configured git ref of the server's clone, one snapshot per commit.
 
-Each request asks for the current snapshot: the ref is resolved (``git rev-parse``, cheap), and when it moved the
-governance directory at the new commit is extracted once (``git archive``) into ``state_dir/governance/<commit>``, so
+Each request asks for the current snapshot: the ref is resolved (``git rev-parse`` through the git adapter, cheap),
+and when it moved the governance directory at the new commit is extracted once (``git archive``) into ``state_dir/governance/<commit>``, so
 policy, cards and ``allowed_signers`` are read exactly as committed — never from the clone's working tree.
 """
 
@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from mlops_layer.errors import BackendError, ConfigError
+from mlops_layer.adapters.git import GitCommits
+from mlops_layer.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class GovernanceSource:
         ref_check_seconds: float = 1.0,
     ) -> None:
         self.repo = repo
+        self.git = GitCommits(repo)
         self.ref = ref
         self.subdir = subdir.strip("/") or "governance"
         self.cache = state_dir / "governance"
@@ -65,18 +70,15 @@ class GovernanceSource:
         self.ref_check_seconds = ref_check_seconds
         self._checked = 0.0
 
-    def _git(self, *args: str) -> bytes:
+    def _git(self, call: Callable[[], T]) -> T:
+        """One git operation on the clone (through the git adapter), its failure naming the setting to fix."""
         try:
-            proc = subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True, timeout=60, check=False)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise BackendError(f"git failed on the governance clone {self.repo}: {exc}") from exc
-        if proc.returncode != 0:
+            return call()
+        except ConfigError as exc:
             raise ConfigError(
-                f"git {' '.join(args[:2])} failed on the governance clone {self.repo}: "
-                f"{proc.stderr.decode(errors='replace').strip()[-300:]}",
+                f"{exc.message} (the governance clone)",
                 hint="governance_repo must be a git clone holding governance_ref",
-            )
-        return proc.stdout
+            ) from None
 
     def snapshot(self) -> GovernanceSnapshot:
         """The governance files at the commit the ref names now."""
@@ -86,8 +88,8 @@ class GovernanceSource:
             self._checked = time.monotonic()
             if self.fetch_seconds > 0 and time.monotonic() - self._fetched > self.fetch_seconds:
                 self._fetched = time.monotonic()
-                self._git("fetch", "--quiet")
-            commit = self._git("rev-parse", "--verify", f"{self.ref}^{{commit}}").decode().strip()
+                self._git(self.git.fetch)
+            commit = self._git(lambda: self.git.commit_of(self.ref))
             if self._current is not None and self._current.commit == commit:
                 return self._current
             root = self.cache / commit
@@ -97,7 +99,7 @@ class GovernanceSource:
             return self._current
 
     def _extract(self, commit: str, root: Path) -> None:
-        data = self._git("archive", "--format=tar", commit, "--", self.subdir)
+        data = self._git(lambda: self.git.archive(commit, self.subdir))
         tmp = root.with_name(f"{root.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
