@@ -197,29 +197,22 @@ def read_blob(root: Path, blob: str) -> bytes | None:
     """The content of the git blob ``blob`` in the repository at ``root`` (None when git does not have it)."""
     if not blob or any(c not in "0123456789abcdef" for c in blob.lower()):
         return None
-    proc = _git(root, "cat-file", "blob", blob)
-    return proc.stdout if proc is not None and proc.returncode == 0 else None
+    return GitCommits(root).read_blob(blob)
 
 
 def file_before(root: Path, path: Path, when: str) -> tuple[str, bytes] | None:
     """(commit, content) of ``path`` in the newest commit of HEAD's history made at or before ``when`` (ISO 8601)."""
-    proc = _git(root, "rev-list", "-1", f"--before={when}", "HEAD")
-    if proc is None or proc.returncode != 0 or not proc.stdout.strip():
+    commits = GitCommits(root)
+    proc = commits._git("rev-list", "-1", f"--before={when}", "HEAD")
+    if proc.returncode != 0 or not proc.stdout.strip():
         return None
     commit = proc.stdout.decode("ascii", "replace").strip()
     try:
         rel = path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return None
-    shown = _git(root, "show", f"{commit}:{rel}")
-    return (commit, shown.stdout) if shown is not None and shown.returncode == 0 else None
-
-
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
-    try:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
+    shown = commits._git("show", f"{commit}:{rel}")
+    return (commit, shown.stdout) if shown.returncode == 0 else None
 
 
 @dataclass(frozen=True)
