@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,3 +369,70 @@ def file_md5(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class DvcRemote:
+    """A DVC remote read by URL, without a workspace: which recorded md5s it holds (the governing server's check).
+
+    DVC 3 stores an object under ``files/md5/<first 2 hex>/<other 30>``; a folder's ``<md5>.dir`` object lists its
+    files, each of which must be there too. The URL is any remote DVC understands (a folder, s3://, ssh://, ...; the
+    scheme's DVC plugin must be installed).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._fs: Any = None
+        self._root = ""
+
+    def _open(self) -> tuple[Any, str]:
+        if self._fs is None:
+            from dvc.fs import get_cloud_fs
+
+            try:
+                cls, conf, root = get_cloud_fs({}, url=self.url)
+                fs = cls(**conf)
+                found = fs.exists(root)
+            except Exception as exc:  # noqa: BLE001 - any plugin's failure means: cannot reach the remote
+                raise BackendError(f"DVC remote {self.url} cannot be opened: {type(exc).__name__}: {exc}") from None
+            if not found:
+                raise BackendError(f"DVC remote {self.url} does not exist (or is not readable here)")
+            self._fs, self._root = fs, root
+        return self._fs, self._root
+
+    def object_path(self, md5: str) -> str:
+        fs, root = self._open()
+        return str(fs.join(root, "files", "md5", md5[:2], md5[2:]))
+
+    def _has(self, md5: str) -> bool:
+        fs, _root = self._open()
+        try:
+            return bool(fs.exists(self.object_path(md5)))
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"DVC remote {self.url}: cannot look up {md5}: {type(exc).__name__}: {exc}") from None
+
+    def _listing(self, md5: str) -> list[tuple[str, str]]:
+        fs, _root = self._open()
+        path = self.object_path(md5)
+        try:
+            entries = json.loads(fs.cat_file(path))
+        except Exception as exc:  # noqa: BLE001 - unreadable or not JSON: the folder's listing is unusable
+            raise BackendError(f"DVC remote {self.url}: cannot read the folder listing {path}: {exc}") from None
+        if not isinstance(entries, list):
+            raise BackendError(f"DVC remote {self.url}: {path} is not a DVC folder listing")
+        return [(str(e.get("relpath", "")), str(e.get("md5", ""))) for e in entries if isinstance(e, dict)]
+
+    def missing(self, data: Iterable[tuple[str, str]]) -> list[str]:
+        """``path (md5 <md5>)`` for each recorded (path, md5) whose data is not in the remote; for a folder, each of
+        its files missing as ``path/relpath (md5 <md5>)``. Raises BackendError when the remote cannot be read."""
+        out: list[str] = []
+        for path, md5 in data:
+            if not self._has(md5):
+                out.append(f"{path} (md5 {md5})")
+                continue
+            if md5.endswith(".dir"):
+                out.extend(
+                    f"{path.rstrip('/')}/{rel} (md5 {file_md5})"
+                    for rel, file_md5 in self._listing(md5)
+                    if not file_md5 or not self._has(file_md5)
+                )
+        return out

@@ -22,6 +22,9 @@ class RegistrationRecord:
     conflicts: tuple[int, ...] = ()
     trainer_proof: dict[str, Any] | None = None  # signed identity statements (policy `identity: signed`)
     registrant_proof: dict[str, Any] | None = None
+    # through the governing server: why it computed no digests, and how the registrant's claim differed from them
+    digests_not_computed: str | None = None
+    claim_problem: str | None = None
 
 
 def registration_records(entries: Iterable[Any]) -> dict[tuple[str, str], RegistrationRecord]:
@@ -56,6 +59,12 @@ def registration_records(entries: Iterable[Any]) -> dict[tuple[str, str], Regist
                 metrics,
                 trainer_proof=dict(trainer) if isinstance(trainer, dict) else None,
                 registrant_proof=dict(registrant) if isinstance(registrant, dict) else None,
+                digests_not_computed=str(details["artifacts_not_computed"])
+                if details.get("artifacts_not_computed")
+                else None,
+                claim_problem=str(details["artifacts_claim_problem"])
+                if details.get("artifacts_claim_problem")
+                else None,
             )
         elif artifacts != first.artifacts:
             out[key] = replace(first, conflicts=(*first.conflicts, e.seq))

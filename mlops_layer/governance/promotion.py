@@ -28,6 +28,7 @@ from mlops_layer.governance.approvals import (
 )
 from mlops_layer.governance.cards import ModelCard
 from mlops_layer.governance.decisions import Decision, RuleResult
+from mlops_layer.governance.digests import files_refusal
 from mlops_layer.governance.policy import DriftPassed, Evaluation, LineageClean, Policy
 from mlops_layer.governance.rules import (
     AliasHold,
@@ -214,6 +215,7 @@ class Governance:
             metrics_frozen=frozen is not None,
             identity_problems=problems,
             artifacts=dict(record.artifacts) if record is not None and record.artifacts else None,
+            files_problem=files_refusal(record),
         )
 
     def _signed_identities(
@@ -326,6 +328,8 @@ class Governance:
 
     def model_files(self, cand: Candidate) -> RuleResult:
         """The candidate's files must still be the bytes fixed at registration (and bound by the approvals)."""
+        if cand.files_problem:
+            return RuleResult("model_files", False, None, "server-computed digests", cand.files_problem, "builtin")
         if cand.artifacts is None and self.file_check is None:
             # the governing server holds no model files: it decides on what it recorded, clients verify on load
             return RuleResult("model_files", True, "not checked", "recorded digests", "files not held here", "builtin")

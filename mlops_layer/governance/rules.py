@@ -56,6 +56,7 @@ class Candidate:
     metrics_frozen: bool = True  # False: registered before snapshots existed (metrics empty until `mlops migrate`)
     artifacts: Mapping[str, str] | None = None  # sha256 per file, fixed by the first registration
     identity_problems: tuple[str, ...] = ()  # why trainer/registrant are not proven (policy `identity: signed`)
+    files_problem: str | None = None  # why the registration's digests cannot back a promotion (governance.digests)
 
     @property
     def identity(self) -> CandidateIdentity:

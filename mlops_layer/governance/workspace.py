@@ -6,7 +6,7 @@ The workspace is a port (``adapters.dvc.DvcWorkspace`` in the real world); this 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from mlops_layer.errors import MlopsError
@@ -72,5 +72,54 @@ def lineage_probe(workspace: WorkspacePort) -> LineageProbe:
                 except MlopsError as exc:
                     detail["data_in_remote"] = exc.message
         return LineageStatus(base.committed, in_remote, lock_ok, detail)
+
+    return probe
+
+
+class RemotePort(Protocol):
+    """A DVC remote reachable without a workspace (``adapters.dvc.DvcRemote``)."""
+
+    url: str
+
+    def missing(self, data: Iterable[tuple[str, str]]) -> list[str]: ...
+
+
+NOT_CHECKED = "not checked: the governing server has no DVC workspace"
+
+
+def recorded_probe(remote: RemotePort | None, no_remote: str) -> LineageProbe:
+    """A probe for the governing server: the recorded lineage (dirty flag, DVC md5s) decides; the data-in-remote check
+    looks the recorded md5s up in ``remote`` when there is one, otherwise reports ``no_remote`` (not checked).
+    dvc.lock is never checked here: the server has no workspace."""
+
+    def probe(info: Any, need_remote: bool, need_lock: bool) -> LineageStatus:
+        base = lineage_from_tags(info.tags)
+        detail = dict(base.detail)
+        if need_lock:
+            detail.setdefault("lock_up_to_date", NOT_CHECKED)
+        if not need_remote:
+            return LineageStatus(base.committed, None, None, detail)
+        in_remote: bool | None = None
+        if remote is None:
+            detail.setdefault("data_in_remote", no_remote)
+        elif LINEAGE not in info.tags:
+            detail.setdefault("data_in_remote", "not checked: the version has no mlops.lineage tag (no recorded md5s)")
+        else:
+            try:
+                record = Lineage.from_dict(json.loads(info.tags[LINEAGE]))
+                missing = remote.missing([(d.path, d.md5) for d in record.data])
+            except (ValueError, KeyError, TypeError) as exc:
+                detail["data_in_remote"] = f"not checked: the mlops.lineage tag cannot be read ({exc})"
+            except MlopsError as exc:
+                detail["data_in_remote"] = f"not checked: {exc.message}"
+            else:
+                in_remote = not missing
+                detail["data_in_remote"] = (
+                    f"missing from DVC remote {remote.url}: {', '.join(missing[:5])}"
+                    + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                    if missing
+                    else f"every recorded md5 is in DVC remote {remote.url}"
+                )
+        return LineageStatus(base.committed, in_remote, None, detail)
 
     return probe

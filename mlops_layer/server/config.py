@@ -12,6 +12,7 @@ A YAML file named by ``MLOPS_SERVER_CONFIG`` (read through the located reader, s
     state_dir: /var/lib/mlops-server            # snapshots of the governance files per commit
     fetch_seconds: 0                            # >0: `git fetch` the clone at most that often
     auth_cache_seconds: 30                      # basic-auth credential cache per worker (0: verify every request)
+    dvc_remote: s3://bucket/dvc-store           # the DVC remote the server can read (optional): data-in-remote check
 
 Secrets stay in the environment: ``MLFLOW_AUTH_ADMIN_PASSWORD``, ``MLFLOW_FLASK_SERVER_SECRET_KEY``. Any key can be
 overridden by ``MLOPS_SERVER_<KEY>`` (e.g. ``MLOPS_SERVER_AUDIT_URL``) for deployments that inject URLs.
@@ -37,6 +38,7 @@ _KEYS = (
     "state_dir",
     "fetch_seconds",
     "auth_cache_seconds",
+    "dvc_remote",
 )
 
 
@@ -55,6 +57,7 @@ class ServerConfig:
     fetch_seconds: float = 0.0
     auth_cache_seconds: int = 30
     source: str = ""
+    dvc_remote: str | None = None  # a URL DVC understands, or a folder; None: data-in-remote is "not checked"
 
 
 def load_server_config(path: Path | None = None) -> ServerConfig:
@@ -107,4 +110,12 @@ def load_server_config(path: Path | None = None) -> ServerConfig:
         fetch_seconds=fetch,
         auth_cache_seconds=cache,
         source=where,
+        dvc_remote=_remote(values.get("dvc_remote")),
     )
+
+
+def _remote(value: str | None) -> str | None:
+    """A DVC remote URL as given; a plain folder path made absolute (the server's working directory is no anchor)."""
+    if not value:
+        return None
+    return value if "://" in value else str(Path(value).expanduser().resolve())

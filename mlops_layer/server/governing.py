@@ -17,6 +17,7 @@ from mlops_layer import tags
 from mlops_layer.audit import actions
 from mlops_layer.config import Settings
 from mlops_layer.errors import ApprovalError, InputError, MlopsError
+from mlops_layer.server import stores
 from mlops_layer.server.config import ServerConfig
 from mlops_layer.server.locks import LockFactory, promotion_locks
 from mlops_layer.server.source import GovernanceSnapshot, GovernanceSource
@@ -114,7 +115,8 @@ class ServerGovernance:
             allowed_signers=snap.allowed_signers,
             verifier=default_verifier(),
             locks=_no_lock,
-            lineage_probe=recorded_lineage_probe,
+            lineage_probe=stores.lineage_probe(self.config),
+            file_check=stores.file_check(self.registry),
             decision_details={"governance_commit": snap.commit, "governance_ref": snap.ref, "via": "server"},
         )
 
@@ -319,6 +321,8 @@ class ServerGovernance:
                     for t in model_version.get("tags") or ()
                     if isinstance(t, dict) and str(t.get("key", "")).startswith("mlops.")
                 },
+                # the files' digests as the server itself read them from its artifact store: the frozen facts
+                **stores.registration_files(self.registry, model_version),
             },
         )
         with contextlib.suppress(MlopsError):
@@ -386,14 +390,9 @@ class ServerGovernance:
 
 
 def recorded_lineage_probe(info: Any, need_remote: bool, need_lock: bool) -> Any:
-    """On the server there is no workspace: lineage rules read the recorded lineage; live checks say so."""
-    from mlops_layer.governance.rules import LineageStatus, lineage_from_tags
+    """On the server there is no workspace: lineage rules read the recorded lineage; live checks say so (the server
+    uses ``stores.lineage_probe``, which adds its DVC remote when configured)."""
+    from mlops_layer.governance.workspace import recorded_probe
 
-    base = lineage_from_tags(info.tags)
-    detail = dict(base.detail)
     why = "not checked: the governing server has no DVC workspace or remote access configured"
-    if need_remote:
-        detail.setdefault("data_in_remote", why)
-    if need_lock:
-        detail.setdefault("lock_up_to_date", why)
-    return LineageStatus(base.committed, None, None, detail)
+    return recorded_probe(None, why)(info, need_remote, need_lock)
