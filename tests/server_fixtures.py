@@ -156,10 +156,12 @@ def start_governing_server(
     users: dict[str, str],
     signers: dict[str, list[str]],
     workers: int = 2,
+    dvc_remote: str | None = None,
 ) -> RunningServer:
     """``mlflow server --app-name mlops``: a governance clone holding ``policy`` and an ``allowed_signers`` line per
     ``signers`` entry (principal -> namespaces, keys generated here), the server's checkpoint key, ``users`` created
-    through MLflow's user API by the admin."""
+    through MLflow's user API by the admin; ``dvc_remote`` goes into the server config. The served artifacts live in
+    ``base / "artifacts"``."""
     base.mkdir(parents=True, exist_ok=True)
     (base / "keys").mkdir(exist_ok=True)
     keys = {who: base / "keys" / who for who in (*signers, "mlops-server")}
@@ -179,6 +181,7 @@ def start_governing_server(
     config.write_text(
         f"governance_repo: {repo}\ngovernance_ref: main\naudit_url: {audit_db}\nauth_database_uri: {auth_db}\n"
         f"admin: admin\ncheckpoint_key: {keys['mlops-server']}\nstate_dir: {base / 'state'}\n"
+        + (f"dvc_remote: {dvc_remote}\n" if dvc_remote else "")
     )
     env = _clean_env()
     shim = entry_point_shim(base / "ep")

@@ -217,9 +217,7 @@ class ServerGovernance:
     # -- approvals -------------------------------------------------------------------------------------------------
     def approval_identity(self, model: str, version: str) -> dict[str, Any]:
         """What an approval of this version must bind (the client signs a statement over it)."""
-        from mlops_layer.governance.promotion import identity_of
-
-        ident = identity_of(self.registry.get_version(model, str(version)))
+        ident = stores.bound_identity(self.store, self.registry.get_version(model, str(version)))
         return {
             "model": ident.model,
             "version": ident.version,
@@ -232,7 +230,6 @@ class ServerGovernance:
         """Record a signed approval/rejection submitted by ``user``: the signer must be ``user``, the signature must
         verify against the committed ``allowed_signers``, and separation of duties is judged from the trail."""
         from mlops_layer.governance.approvals import SignedApproval, check_approvals, default_verifier
-        from mlops_layer.governance.promotion import identity_of
         from mlops_layer.governance.rules import Candidate, duty_conflict, separation_flags
         from mlops_layer.governance.trail import AuditTrailView
 
@@ -254,7 +251,7 @@ class ServerGovernance:
         if not policy.roles_of(user):
             raise ApprovalError(f"{user} holds no role in policy.yaml at {snap.commit[:12]}")
         info = self.registry.get_version(st.model, st.version)
-        identity = identity_of(info)
+        identity = stores.bound_identity(self.store, info)  # the files' digests as the server recorded them
         trail = AuditTrailView(self.store, user)
         if st.action == "promote":
             # registrant and trainer as the server recorded them from authenticated requests
