@@ -92,6 +92,8 @@ def _version(client: Any, model: str, accuracy: float, experiment: str = "team")
         exp, tags={"mlops.trained_by": "someone-else", "mlops.git.commit": "abc", "mlops.git.dirty": "false"}
     )
     client.log_metric(run.info.run_id, "accuracy", accuracy)
+    # the model's files: the server hashes them at registration (a version without files is refused promotion)
+    client.log_text(run.info.run_id, f"flavors: {{}}\naccuracy: {accuracy}\n", "model/MLmodel")
     client.set_terminated(run.info.run_id)
     with contextlib.suppress(MlflowException):
         client.create_registered_model(model)
