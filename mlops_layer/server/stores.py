@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlops_layer import tags
-from mlops_layer.errors import MlopsError
+from mlops_layer.errors import BackendError, MlopsError
 from mlops_layer.server.config import ServerConfig
 
 
@@ -52,6 +52,8 @@ def registration_files(registry: Any, model_version: Mapping[str, Any]) -> dict[
             fact = served_artifacts(registry).digests(source)
         except MlopsError as exc:
             details["artifacts_not_computed"] = not_computed(exc.message)
+        except Exception as exc:  # noqa: BLE001 - any store failure: the registration is recorded, fail closed
+            details["artifacts_not_computed"] = not_computed(f"{type(exc).__name__}: {str(exc)[:300]}")
     details["artifacts"] = fact or {}
     if claim is not None:
         details["artifacts_claimed"] = parsed_claim(claim)
@@ -66,7 +68,12 @@ def file_check(registry: Any) -> Callable[[str, Mapping[str, str]], list[str]]:
     (changed, added and removed files alike)."""
 
     def check(source: str, expected: Mapping[str, str]) -> list[str]:
-        actual = served_artifacts(registry).files(source)
+        try:
+            actual = served_artifacts(registry).files(source)
+        except MlopsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an artifact store's own error: no decision without the files
+            raise BackendError(f"reading the files of {source}: {type(exc).__name__}: {str(exc)[:300]}") from exc
         return sorted(p for p in set(expected) | set(actual) if expected.get(p) != actual.get(p))
 
     return check
