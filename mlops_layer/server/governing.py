@@ -385,11 +385,3 @@ class ServerGovernance:
         size, head = self.store.head()
         self.store.add_checkpoint(make_checkpoint(size, head, datetime.now(timezone.utc), key, None))
 
-
-def recorded_lineage_probe(info: Any, need_remote: bool, need_lock: bool) -> Any:
-    """On the server there is no workspace: lineage rules read the recorded lineage; live checks say so (the server
-    uses ``stores.lineage_probe``, which adds its DVC remote when configured)."""
-    from mlops_layer.governance.workspace import recorded_probe
-
-    why = "not checked: the governing server has no DVC workspace or remote access configured"
-    return recorded_probe(None, why)(info, need_remote, need_lock)
