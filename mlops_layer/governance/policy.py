@@ -14,6 +14,7 @@ from typing import TypeAlias
 
 from mlops_layer.errors import ConfigError, InputError, NotFoundError
 from mlops_layer.governance.cards import validate_required_names
+from mlops_layer.governance.principals import Principals, principals_from_sections
 from mlops_layer.policyfile import (
     POLICY_HINT,
     POLICY_SECTIONS,
@@ -26,7 +27,7 @@ from mlops_layer.yamlfile import Fields, Located
 POLICY_VERSION = 1
 # Sections of policy.yaml that other parts of the layer read and validate (drift gate, alerts), or that nothing
 # reads (warned about by the document reader); they are covered by the same blob hash, but not parsed here.
-OWN_SECTIONS = ("version", "roles", "targets", "models", "identity")
+OWN_SECTIONS = ("version", "roles", "targets", "models", "identity", "principals", "service_accounts")
 FOREIGN_SECTIONS = tuple(name for name in POLICY_SECTIONS if name not in OWN_SECTIONS)
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _ROLE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
@@ -215,6 +216,8 @@ class Policy:
     path: str = ""
     policy_hash: str = ""
     identity: str = "declared"  # "signed": trainer and registrant are compared by signed principals
+    # MLflow username -> principal (applied by the governing server) and the service accounts CI trains under
+    principals: Principals = field(default_factory=Principals)
 
     def target(self, model: str, alias: str) -> TargetPolicy | None:
         """The rules for promoting ``model`` to ``alias``: a per-model section wins over the shared one."""
@@ -269,6 +272,7 @@ def policy_from_document(document: PolicyDocument) -> Policy:
             f = Fields(section, allowed=("targets",))
             model_targets[model] = _targets(f.need("targets"))
             f.finish()
+    principals = principals_from_sections(top.get("principals"), top.get("service_accounts"), roles, document.path)
     top.finish()
     known_roles = {r for rs in roles.values() for r in rs}
     for target in [*targets.values(), *(t for ts in model_targets.values() for t in ts.values())]:
@@ -283,6 +287,7 @@ def policy_from_document(document: PolicyDocument) -> Policy:
         path=document.path,
         policy_hash=document.policy_hash,
         identity=identity,
+        principals=principals,
     )
 
 
