@@ -88,6 +88,13 @@ def test_bad_sections_name_the_file_the_line_and_the_value(extra: str, line: int
     assert words in message, message
 
 
+def test_a_wildcard_principal_cannot_hold_a_role() -> None:
+    text = BASE.replace("  april: [risk]", "  '*@example.com': [risk]")
+    with pytest.raises(ConfigError) as info:
+        parse_policy(text.encode(), "governance/policy.yaml")
+    assert str(info.value).startswith("governance/policy.yaml:4:") and "'*@example.com' contains '*'" in str(info.value)
+
+
 def test_policy_validate_exits_2_naming_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "governance").mkdir()
     (tmp_path / "governance" / "policy.yaml").write_text(BASE + "principals:\n  dana: x@e.com\n  dan: x@e.com\n")

@@ -14,7 +14,7 @@ from typing import TypeAlias
 
 from mlops_layer.errors import ConfigError, InputError, NotFoundError
 from mlops_layer.governance.cards import validate_required_names
-from mlops_layer.governance.principals import Principals, principals_from_sections
+from mlops_layer.governance.principals import Principals, principal_problem, principals_from_sections
 from mlops_layer.policyfile import (
     POLICY_HINT,
     POLICY_SECTIONS,
@@ -304,8 +304,11 @@ def _check_roles_known(doc: Located, wanted: tuple[str, ...], known: set[str], l
 def _roles(node: Located) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
     for principal, roles_node in node.mapping().items():
-        if not principal.strip() or any(c.isspace() for c in principal):
-            roles_node.fail("a principal has no spaces (use the name written in allowed_signers)")
+        problem = principal_problem(principal)
+        if problem is not None:
+            roles_node.fail(
+                f"principal {principal!r} {problem}", hint="use the literal name written in allowed_signers"
+            )
         roles = roles_node.strings()
         for role in roles:
             if not _ROLE.match(role):
