@@ -8,6 +8,7 @@ import json
 import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import commit_governance
@@ -211,3 +212,82 @@ def test_forged_altered_and_misdirected_statements_name_nobody(project: dict[str
         project["dana"],
     )
     assert _resolve(CARD + run_proof, root)[0] == "ci-bot"
+
+
+# -- local mode: the same attribution, on a real MLflow store and SQLite trail ------------------------------------
+LOCAL_POLICY = BASE.replace("  april: [risk]", "  april@example.com: [risk]") + "service_accounts: [ci-bot]\n"
+
+
+def _local_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, card_extra: str = ""
+) -> tuple[Any, dict[str, Path]]:
+    import hashlib
+
+    from mlflow import MlflowClient
+
+    from mlops_layer import api
+    from mlops_layer.audit import actions
+    from mlops_layer.audit.store import AuditStore
+
+    root = tmp_path / "local"
+    (root / "governance" / "models").mkdir(parents=True)
+    keys = {who: tmp_path / "lkeys" / who for who in ("dana", "april")}
+    lines = []
+    for who, path in keys.items():
+        pub = signing.generate_key(path, who)
+        lines.append(signing.allowed_signers_line(f"{who}@example.com", pub, ["mlops-approval", "mlops-training"]))
+    (root / "governance" / "allowed_signers").write_text("\n".join(lines) + "\n")
+    (root / "governance" / "policy.yaml").write_text(LOCAL_POLICY)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    (root / "mlops.yaml").write_text(f"tracking_uri: {uri}\naudit_url: sqlite:///.mlops/audit.db\n")
+    commit_governance(root)
+    monkeypatch.chdir(root)
+    cfg = api.settings(root)
+    if card_extra is not None:
+        statement = api.sign_training("churn", "ci-bot", key_path=keys["dana"], settings=cfg)
+        (root / "governance" / "models" / "churn.yaml").write_text(CARD + (statement.yaml if card_extra else ""))
+        commit_governance(root, "card")
+    client = MlflowClient(uri, uri)
+    exp = client.create_experiment("ci", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(exp)
+    client.log_text(run.info.run_id, "model bytes", "model/model.pkl")
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model("churn")
+    # CI declares itself (MLOPS_ACTOR=ci-bot): in local mode the trainer is the declared name
+    client.create_model_version(
+        "churn",
+        f"runs:/{run.info.run_id}/model",
+        run_id=run.info.run_id,
+        tags={"mlops.trained_by": "ci-bot", "mlops.registered_by": "ci-bot"},
+    )
+    with AuditStore.open(cfg.audit_url) as store:
+        store.append(
+            actions.MODEL_REGISTERED,
+            actor="ci-bot",
+            subject={"model": "churn", "version": "1"},
+            run_id=run.info.run_id,
+            details={"artifacts": {"model.pkl": "sha256:" + hashlib.sha256(b"model bytes").hexdigest()}, "metrics": {}},
+        )
+    return cfg, keys
+
+
+@pytest.mark.parametrize("with_statement", [False, True])
+def test_local_mode_attributes_ci_training_to_the_signer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_statement: bool
+) -> None:
+    from mlops_layer import api
+    from mlops_layer.errors import ApprovalError
+
+    cfg, keys = _local_project(tmp_path, monkeypatch, "yes" if with_statement else "")
+    if not with_statement:
+        api.approve("churn", "1", "champion", key_path=keys["april"], settings=cfg)
+        decision = api.check("churn", "1", "champion", settings=cfg)
+        approvals = next(r for r in decision.rules if r.name == "approvals")
+        assert not decision.allowed and approvals.message.startswith(
+            "trained by service account ci-bot with no signed training statement naming the human"
+        ), approvals.message
+        return
+    with pytest.raises(ApprovalError, match="dana@example.com trained churn v1"):
+        api.approve("churn", "1", "champion", key_path=keys["dana"], settings=cfg)
+    api.approve("churn", "1", "champion", key_path=keys["april"], settings=cfg)
+    assert api.check("churn", "1", "champion", settings=cfg).allowed
