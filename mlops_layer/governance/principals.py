@@ -149,7 +149,8 @@ def normalize_until(text: str) -> str:
 def _until(value: object) -> datetime | None:
     if value in (None, ""):
         return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def training_statement(
@@ -200,7 +201,9 @@ def resolve_trainer(
         except ValueError:
             why.append(f"the statement by {principal} has an unreadable 'until' {statement.get('until')!r}")
             continue
-        if until is not None and at is not None and at > until:
+        when = at or datetime.now(timezone.utc)
+        when = when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+        if until is not None and when > until:
             why.append(f"the statement by {principal} expired at {statement.get('until')}")
             continue
         if principals.is_service_account(principal):
