@@ -24,6 +24,8 @@ POLICY_SECTIONS: dict[str, str | None] = {
     "targets": "the promotion policy",
     "models": "the promotion policy",
     "identity": "the promotion policy (declared or signed trainer/registrant)",
+    "principals": "the governing server (MLflow username -> principal)",
+    "service_accounts": "the promotion policy (accounts CI trains under, on someone's signed behalf)",
     "alerts": "monitoring (alert rules)",
     "drift": "the drift gate",
     "monitoring": None,

@@ -108,7 +108,7 @@ class GoverningServer:
         action: str = "promote",
     ) -> Any:
         """Sign the statement locally with the approver's key; the server verifies it and that its signer is the
-        authenticated user (principals are MLflow usernames in team mode)."""
+        authenticated user's principal (its MLflow username, or what policy.yaml `principals:` maps it to)."""
         from dataclasses import replace
 
         from mlops_layer.governance.approvals import (
@@ -122,10 +122,12 @@ class GoverningServer:
         if not self.username:
             raise ConfigError("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD: approvals are signed as you")
         ident = self._request("GET", "approval-identity", {"model": model, "version": version})
+        # the principal the server maps this login to (policy.yaml `principals:`), which the key must be trusted for
+        me = self._request("GET", "info", {})
         statement = make_statement(
             CandidateIdentity(**ident),
             to,
-            self.username,
+            str(me.get("principal") or self.username),
             decision="reject" if reject else "approve",
             action=action,
             comment=comment,

@@ -91,7 +91,15 @@ class Endpoints:
     # -- endpoints -------------------------------------------------------------------------------------------------
     def info(self, user: str, params: dict[str, Any]) -> Any:
         snap = self.governance().snapshot()
-        return {"app": "mlops", "api": API_VERSION, "user": user, "governance_commit": snap.commit, "ref": snap.ref}
+        principal = self.governance().principal(user, snap)  # what approvals must be signed as
+        return {
+            "app": "mlops",
+            "api": API_VERSION,
+            "user": user,
+            "principal": principal,
+            "governance_commit": snap.commit,
+            "ref": snap.ref,
+        }
 
     def check(self, user: str, params: dict[str, Any]) -> Any:
         model, version, to = _need(params, "model", "version", "to")
