@@ -24,6 +24,7 @@ POLICY_SECTIONS: dict[str, str | None] = {
     "targets": "the promotion policy",
     "models": "the promotion policy",
     "identity": "the promotion policy (declared or signed trainer/registrant)",
+    "monitoring_roles": "the governing server (roles whose holders may post drift and monitoring evidence)",
     "alerts": "monitoring (alert rules)",
     "drift": "the drift gate",
     "monitoring": None,
