@@ -130,7 +130,8 @@ def _reference_profile(gov: Any, run_id: str) -> Any:
             from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
 
             rel = uri[len("mlflow-artifacts:") :].lstrip("/")
-            local = _get_artifact_repo_mlflow_artifacts().download_artifacts(f"{rel}/{PROFILE_ARTIFACT}", tmp)
+            repo = _get_artifact_repo_mlflow_artifacts()  # type: ignore[no-untyped-call]
+            local = repo.download_artifacts(f"{rel}/{PROFILE_ARTIFACT}", tmp)
         else:
             from mlflow.artifacts import download_artifacts
 
@@ -245,30 +246,15 @@ def record_evidence(gov: Any, user: str, params: Mapping[str, Any], kind: str) -
         if body["decision"] != "error":
             if not isinstance(claimed.get("passed"), bool) or claimed["passed"] != (body["decision"] == "passed"):
                 raise InputError("the details' passed must be a boolean agreeing with the decision")
-            recomputed = recompute_drift(gov, snap, subject["model"], subject["version"], claimed)
-            problems = drift_mismatch(claimed, recomputed) if isinstance(recomputed, dict) else []
-            if problems:
-                entry = gov.store.append(
-                    actions.EVIDENCE_REFUSED,
-                    actor=user,
-                    subject=subject,
-                    decision="refused",
-                    reasons=problems,
-                    details={"action": body["action"], "claim": claimed, "recomputed": recomputed, "via": "server"},
-                )
-                gov.checkpoint()
-                raise PolicyViolation(
-                    f"drift evidence for {subject['model']} v{subject['version']} refused: the server's own check "
-                    f"of {recomputed['data']} disagrees ({'; '.join(problems)}); refusal audited as #{entry.seq}",
-                    hint="check the same file again with `mlops drift`; the committed drift settings apply",
-                )
+            mine = recompute_drift(gov, snap, subject["model"], subject["version"], claimed)
+            recomputed = mine
+            if isinstance(mine, dict) and (problems := drift_mismatch(claimed, mine)):
+                _refuse(gov, user, body, mine, problems, f"the server's own drift check of {mine['data']}")
     elif body["action"] == actions.MONITOR_BATCH:
         extra, recomputed = _monitor_checks(gov, user, body)
         if isinstance(recomputed, dict) and claimed.get("rows") != recomputed["rows"]:
-            raise PolicyViolation(
-                f"monitoring evidence refused: the batch has {recomputed['rows']} rows, not the claimed "
-                f"{claimed.get('rows')}"
-            )
+            problem = f"rows: claimed {claimed.get('rows')}, recomputed {recomputed['rows']}"
+            _refuse(gov, user, body, recomputed, [problem], f"the server's count of {recomputed['data']}")
         details.update(extra)
     server = {"via": "server", "recomputed": recomputed, "governance_commit": snap.commit, "posted_with_roles": held}
     if dropped:
@@ -284,11 +270,35 @@ def record_evidence(gov: Any, user: str, params: Mapping[str, Any], kind: str) -
     )
     gov.checkpoint()
     if body["action"] == actions.DRIFT_CHECKED and body["decision"] != "error":
-        _mirror_drift_tags(gov, subject, claimed, entry.seq)
+        _mirror_drift_tags(gov, subject, claimed, entry.seq, body["run_id"])
     return {"audit_seq": int(entry.seq), "recomputed": recomputed, "governance_commit": snap.commit}
 
 
-def _mirror_drift_tags(gov: Any, subject: Mapping[str, str], details: Mapping[str, Any], seq: int) -> None:
+def _refuse(
+    gov: Any, user: str, body: Mapping[str, Any], mine: Mapping[str, Any], problems: list[str], what: str
+) -> None:
+    """Record the refused claim next to the server's numbers (``evidence.refused``), then refuse the request."""
+    subject = body["subject"]
+    entry = gov.store.append(
+        actions.EVIDENCE_REFUSED,
+        actor=user,
+        subject=subject,
+        run_id=body["run_id"],
+        decision="refused",
+        reasons=problems,
+        details={"action": body["action"], "claim": body["details"], "recomputed": dict(mine), "via": "server"},
+    )
+    gov.checkpoint()
+    raise PolicyViolation(
+        f"{body['action']} evidence for {subject['model']} v{subject['version']} refused: {what} disagrees "
+        f"({'; '.join(problems)}); refusal audited as #{entry.seq}",
+        hint="check the same file again; the committed settings apply",
+    )
+
+
+def _mirror_drift_tags(
+    gov: Any, subject: Mapping[str, str], details: Mapping[str, Any], seq: int, run_id: str | None
+) -> None:
     """The version's ``mlops.drift.*`` tags, set by the server (clients may not set ``mlops.*`` version tags)."""
     from mlops_layer import tags
 
@@ -299,6 +309,8 @@ def _mirror_drift_tags(gov: Any, subject: Mapping[str, str], details: Mapping[st
     }
     if isinstance(details.get("share"), (int, float)):
         values[tags.DRIFT_SHARE] = f"{float(details['share']):.4f}"
+    if run_id:
+        values[tags.DRIFT_RUN] = run_id
     with contextlib.suppress(MlopsError):
         gov.registry.set_version_tags(subject["model"], subject["version"], values)
 
