@@ -161,7 +161,9 @@ def test_audit_show_and_export_come_from_the_server_without_mlflow(
     assert body == {k: registered[k] for k in body}  # the very entry, hashes included
     assert body["actor"] == "dana" and body["subject"] == {"model": "shown", "version": version}
     table = mlops("audit", "show", str(registered["seq"]))
-    assert table.returncode == 0 and registered["entry_hash"][:24] in table.stdout and "model.registered" in table.stdout
+    assert (
+        table.returncode == 0 and registered["entry_hash"][:24] in table.stdout and "model.registered" in table.stdout
+    )
     missing = mlops("audit", "show", "999999")
     assert missing.returncode == 2 and "999999" in missing.stderr and "Traceback" not in missing.stderr
 
