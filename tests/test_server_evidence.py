@@ -137,14 +137,23 @@ def _batch(folder: Path, name: str, frame: pd.DataFrame) -> tuple[Path, str]:
 
 
 def _monitored(server: RunningServer, user: str, model: str, version: str, batch: Path, sha: str, rows: int) -> Any:
-    """What `mlops monitor` posts for a scored batch (the production batch a drift check must be on)."""
-    entry = {
-        "action": "monitor.batch",
-        "subject": {"model": model, "version": version},
-        "decision": "ok",
-        "details": {"batch": str(batch), "batch_sha256": sha, "rows": rows, "metrics": {}},
-    }
-    return server.call(user, "POST", "/mlops/api/v1/evidence/monitoring", entry)
+    """What `mlops monitor` posts for a scored batch in team mode (the production batch a drift check must be on),
+    through the CLI's own evidence trail: (HTTP status, the server's answer or error message)."""
+    from mlops_layer.adapters.governing_server import EvidenceTrail, GoverningServer
+    from mlops_layer.errors import MlopsError
+
+    os.environ.update(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=PASSWORDS[user])
+    trail = EvidenceTrail(GoverningServer(server.url))
+    try:
+        seq = trail.append(
+            "monitor.batch",
+            subject={"model": model, "version": version},
+            decision="ok",
+            details={"batch": batch, "batch_sha256": sha, "rows": rows, "metrics": {}},
+        )
+    except MlopsError as exc:
+        return (403 if exc.exit_code == 1 else 400), {"message": str(exc)}
+    return 200, {"audit_seq": seq, "recomputed": trail.recomputed[-1]}
 
 
 def test_audit_show_and_export_come_from_the_server_without_mlflow(
