@@ -312,3 +312,35 @@ def test_data_the_server_cannot_reach_is_recorded_as_not_recomputed(
     # recorded as the role holder's claim, it counts for the gate as a local check would
     check = _cli(server, "dana", tmp_path)("check", "remote", version, "--to", "staging", "--json")
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_evidence_endpoints_record_monitoring_actions_only(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A monitoring role lets one post monitoring evidence, nothing else: no alias move, approval or drift verdict
+    through the monitoring endpoint, no entry about a version the registry lacks."""
+    dana = _client("dana", server, monkeypatch)
+    version = _version_with_profile(dana, "scoped")
+    for action in ("alias.set", "approval.granted", "drift.checked", "promotion.decided"):
+        forged = {"action": action, "subject": {"model": "scoped", "version": version, "alias": "staging"}}
+        status, body = server.call("olga", "POST", "/mlops/api/v1/evidence/monitoring", forged)
+        assert status == 400 and action in body["message"], body
+    status, body = server.call(
+        "olga", "POST", "/mlops/api/v1/evidence/drift", {"action": "monitor.batch", "subject": {"model": "scoped"}}
+    )
+    assert status == 400, body
+    ghost = {"action": "monitor.batch", "subject": {"model": "scoped", "version": "99"}, "decision": "ok"}
+    assert server.call("olga", "POST", "/mlops/api/v1/evidence/monitoring", ghost)[0] == 404
+    assert [e["action"] for e in _entries(server, "scoped")] == ["model.registered"]
+    # an acknowledgement (`mlops alerts ack` in team mode) is recorded as the logged-in role holder's
+    ack = {
+        "action": "alert.acknowledged",
+        "subject": {"model": "scoped"},
+        "decision": "acknowledged",
+        "details": {"alert_id": "scoped:drift:1", "comment": "looking into it", "via": "forged"},
+    }
+    status, body = server.call("olga", "POST", "/mlops/api/v1/evidence/monitoring", ack)
+    assert status == 200, body
+    [entry] = _entries(server, "scoped", "alert.acknowledged")
+    assert entry["actor"] == "olga" and entry["seq"] == body["audit_seq"]
+    assert entry["details"]["via"] == "server" and entry["details"]["dropped_claims"] == {"via": "forged"}

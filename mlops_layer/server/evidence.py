@@ -34,6 +34,8 @@ MONITORING_ACTIONS = (
     actions.ALERT_FIRED,
     actions.ALERT_CLEARED,
     actions.NOTIFICATION_FAILED,
+    actions.ALERT_ACKNOWLEDGED,
+    actions.ALERT_RESOLVED,
 )
 # keys of the details only the server writes: a client sending them has them dropped (and recorded as claimed)
 _SERVER_KEYS = ("via", "recomputed", "evidence", "not_evidence")
@@ -67,8 +69,9 @@ def _append_body(params: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[st
     subject = params.get("subject")
     details = params.get("details") or {}
     reasons = params.get("reasons") or []
-    if not isinstance(subject, dict) or not subject.get("model") or not subject.get("version"):
-        raise InputError("evidence needs a subject with model and version")
+    versioned = action in (actions.DRIFT_CHECKED, actions.MONITOR_BATCH)
+    if not isinstance(subject, dict) or not subject.get("model") or (versioned and not subject.get("version")):
+        raise InputError(f"{action} evidence needs a subject with model{' and version' if versioned else ''}")
     if not isinstance(details, dict) or not isinstance(reasons, list):
         raise InputError("details must be an object and reasons a list")
     return {
@@ -236,7 +239,8 @@ def record_evidence(gov: Any, user: str, params: Mapping[str, Any], kind: str) -
     held = require_monitoring_role(gov, user, snap)
     body = _append_body(params, DRIFT_ACTIONS if kind == "drift" else MONITORING_ACTIONS)
     subject, claimed = body["subject"], body["details"]
-    gov.registry.get_version(subject["model"], subject["version"])  # 404 for a version the registry lacks
+    if subject.get("version"):
+        gov.registry.get_version(subject["model"], subject["version"])  # 404 for a version the registry lacks
     details = {k: v for k, v in claimed.items() if k not in _SERVER_KEYS}
     dropped = sorted(k for k in claimed if k in _SERVER_KEYS)
     recomputed: str | dict[str, Any] = "not recomputed: nothing to recompute for this entry"
