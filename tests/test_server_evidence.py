@@ -35,6 +35,9 @@ targets:
   staging:
     rules:
       - {type: drift_passed, min_rows: 100}
+  champion:
+    rules:
+      - {type: drift_passed, dataset: data/holdout.csv}
 """
 _CLI = """
 import sys
@@ -344,3 +347,35 @@ def test_the_evidence_endpoints_record_monitoring_actions_only(
     [entry] = _entries(server, "scoped", "alert.acknowledged")
     assert entry["actor"] == "olga" and entry["seq"] == body["audit_seq"]
     assert entry["details"]["via"] == "server" and entry["details"]["dropped_claims"] == {"via": "forged"}
+
+
+def test_a_dvc_dataset_in_the_servers_dvc_remote_is_recomputed_and_counts(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch, git_repo: Path, data_dir: Path
+) -> None:
+    """A drift check of a DVC-tracked dataset (a rule naming it by DVC path): the client records the md5 DVC has for
+    it, `dvc push` put its bytes in the remote the server reads (data_dir), and the server checks them again."""
+    from server_fixtures import git
+
+    dana = _client("dana", server, monkeypatch)
+    version = _version_with_profile(dana, "dataset")
+    dvc = [sys.executable, "-m", "dvc"]
+    (git_repo / "data").mkdir()
+    _frame(6).to_csv(git_repo / "data" / "holdout.csv", index=False)
+    for args in (["init", "-q"], ["add", "-q", "data/holdout.csv"], ["remote", "add", "-d", "shared", str(data_dir)]):
+        subprocess.run([*dvc, *args], cwd=git_repo, check=True, capture_output=True)
+    subprocess.run([*dvc, "push", "-q"], cwd=git_repo, check=True, capture_output=True)
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-qm", "holdout")
+    md5 = (git_repo / "data" / "holdout.csv.dvc").read_text().split("md5: ")[1].split()[0]
+    assert (data_dir / "files" / "md5" / md5[:2] / md5[2:]).is_file()  # what the server can read
+    as_olga = _cli(server, "olga", git_repo)
+    before = _cli(server, "dana", git_repo)("check", "dataset", version, "--to", "champion", "--json")
+    assert before.returncode == 1 and "data/holdout.csv" in before.stdout, before.stdout
+    checked = as_olga("drift", f"dataset/{version}", "--current", "data/holdout.csv", "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    [drift] = _entries(server, "dataset", "drift.checked")
+    assert drift["actor"] == "olga" and drift["details"]["dvc_path"] == "data/holdout.csv"
+    assert drift["details"]["dvc_md5"] == md5 and drift["details"]["recomputed"]["data"] == md5[2:]
+    assert drift["details"]["recomputed"]["passed"] is True and drift["details"]["recomputed"]["n_current"] == 400
+    after = _cli(server, "dana", git_repo)("check", "dataset", version, "--to", "champion", "--json")
+    assert after.returncode == 0, after.stdout + after.stderr

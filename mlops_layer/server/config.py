@@ -12,8 +12,8 @@ A YAML file named by ``MLOPS_SERVER_CONFIG`` (read through the located reader, s
     state_dir: /var/lib/mlops-server            # snapshots of the governance files per commit
     fetch_seconds: 0                            # >0: `git fetch` the clone at most that often
     auth_cache_seconds: 30                      # basic-auth credential cache per worker (0: verify every request)
-    data_dir: /srv/mlops/dvc-cache              # data the server can read (a DVC cache): posted drift evidence
-                                                # naming a dataset by md5 is recomputed from it (optional)
+    data_dir: /srv/mlops/dvc-remote             # data the server can read (a DVC cache or local remote, or a
+                                                # folder of batches): posted drift evidence is recomputed from it
 
 Secrets stay in the environment: ``MLFLOW_AUTH_ADMIN_PASSWORD``, ``MLFLOW_FLASK_SERVER_SECRET_KEY``. Any key can be
 overridden by ``MLOPS_SERVER_<KEY>`` (e.g. ``MLOPS_SERVER_AUDIT_URL``) for deployments that inject URLs.
