@@ -353,8 +353,9 @@ def _evaluation(rule: Evaluation, ctx: PromotionContext) -> Verdict:
 
 def _no_snapshot(version: str) -> str:
     return (
-        f"version {version} has no metrics snapshot frozen at registration (registered before snapshots existed); "
-        "run `mlops migrate` to record one"
+        f"version {version} has no metrics snapshot frozen at registration: registered before snapshots existed "
+        "(run `mlops migrate` to record one) or outside the layer (register the run with `api.register`, "
+        "which freezes its metrics and files)"
     )
 
 
