@@ -26,6 +26,7 @@ POLICY_SECTIONS: dict[str, str | None] = {
     "identity": "the promotion policy (declared or signed trainer/registrant)",
     "principals": "the governing server (MLflow username -> principal)",
     "service_accounts": "the promotion policy (accounts CI trains under, on someone's signed behalf)",
+    "monitoring_roles": "the governing server (roles whose holders may post drift and monitoring evidence)",
     "alerts": "monitoring (alert rules)",
     "drift": "the drift gate",
     "monitoring": None,

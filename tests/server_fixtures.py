@@ -156,6 +156,7 @@ def start_governing_server(
     users: dict[str, str],
     signers: dict[str, list[str]],
     workers: int = 2,
+    extra_config: str = "",
 ) -> RunningServer:
     """``mlflow server --app-name mlops``: a governance clone holding ``policy`` and an ``allowed_signers`` line per
     ``signers`` entry (principal -> namespaces, keys generated here), the server's checkpoint key, ``users`` created
@@ -178,7 +179,7 @@ def start_governing_server(
     config = base / "server.yaml"
     config.write_text(
         f"governance_repo: {repo}\ngovernance_ref: main\naudit_url: {audit_db}\nauth_database_uri: {auth_db}\n"
-        f"admin: admin\ncheckpoint_key: {keys['mlops-server']}\nstate_dir: {base / 'state'}\n"
+        f"admin: admin\ncheckpoint_key: {keys['mlops-server']}\nstate_dir: {base / 'state'}\n{extra_config}"
     )
     env = _clean_env()
     shim = entry_point_shim(base / "ep")

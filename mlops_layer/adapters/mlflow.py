@@ -22,6 +22,8 @@ from mlops_layer.tags import DVC_MD5 as TAG_DVC_MD5
 from mlops_layer.tags import DVC_PATH as TAG_DVC_PATH
 from mlops_layer.tags import DVC_SIZE as TAG_DVC_SIZE
 
+# MLflow writes "View run ... at: URL" to stdout when a run on an HTTP server ends: `--json` output must stay JSON
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 _UNSET: Any = object()  # not looked up yet
 
 if TYPE_CHECKING:
