@@ -41,6 +41,7 @@ roles:
   {DANA}: [risk]
   {APRIL}: [risk]
 service_accounts: [ci-bot]
+monitoring_roles: [risk]
 targets:
   champion:
     rules:
@@ -287,3 +288,20 @@ def _yaml(proof: dict[str, Any]) -> str:
     lines += [f"      {k}: {json.dumps(v)}" for k, v in proof["statement"].items()]
     lines += ["    signature: |", *(f"      {x}" for x in str(proof["signature"]).strip().splitlines())]
     return "\n".join(lines) + "\n"
+
+
+def test_monitoring_evidence_is_posted_as_the_logins_principal(server: RunningServer) -> None:
+    """Roles for the evidence endpoints are the mapped principal's; the entry names the principal and the login."""
+    ack = {
+        "action": "alert.acknowledged",
+        "subject": {"model": "watched-by-dana"},
+        "decision": "acknowledged",
+        "details": {"alert_id": "watched-by-dana:drift:1"},
+    }
+    status, body = server.call("rita", "POST", "/mlops/api/v1/evidence/monitoring", ack)
+    assert status == 403 and "monitoring_roles" in body["message"], body
+    status, body = server.call("dana", "POST", "/mlops/api/v1/evidence/monitoring", ack)
+    assert status == 200, body
+    [entry] = _entries(server, "watched-by-dana", "alert.acknowledged")
+    assert entry["actor"] == DANA and entry["details"]["mlflow_user"] == "dana"
+    assert entry["details"]["posted_with_roles"] == ["risk"]
