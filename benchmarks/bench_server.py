@@ -177,8 +177,12 @@ def _local_project(base: Path) -> Path:
     exp = client.create_experiment("bench", artifact_location=(root / "art").as_uri())
     run = client.create_run(exp)
     client.log_metric(run.info.run_id, "accuracy", 0.9)
-    client.create_registered_model("bench")
-    client.create_model_version("bench", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    client.log_text(run.info.run_id, "bench", "model/MLmodel")
+    client.set_terminated(run.info.run_id)
+    # registered through the layer: its metrics and files are frozen (the gate never reads live run metrics)
+    from mlops_layer import api
+
+    api.register("bench", run.info.run_id, root=root)
     return root
 
 

@@ -116,9 +116,7 @@ class Lineage:
             environment=dict(data.get("environment") or {}),
             parent=None
             if not parent
-            else ParentRef(
-                model=str(parent["model"]), version=str(parent["version"]), run_id=parent.get("run_id")
-            ),
+            else ParentRef(model=str(parent["model"]), version=str(parent["version"]), run_id=parent.get("run_id")),
         )
 
     def to_json(self) -> str:

@@ -21,6 +21,7 @@ DATA_PREFIX = "mlops.data."
 PARENT = "mlops.parent"
 RUN = "mlops.run_id"
 TRAINED_BY = "mlops.trained_by"
+TRAINED_VIA = "mlops.trained_via"  # the service account a version was trained under (trained_by: the person)
 REGISTERED_BY = "mlops.registered_by"
 AUDIT_SEQ = "mlops.audit.seq"
 

@@ -156,12 +156,11 @@ def start_governing_server(
     users: dict[str, str],
     signers: dict[str, list[str]],
     workers: int = 2,
-    dvc_remote: str | None = None,
+    extra_config: str = "",
 ) -> RunningServer:
     """``mlflow server --app-name mlops``: a governance clone holding ``policy`` and an ``allowed_signers`` line per
     ``signers`` entry (principal -> namespaces, keys generated here), the server's checkpoint key, ``users`` created
-    through MLflow's user API by the admin; ``dvc_remote`` goes into the server config. The served artifacts live in
-    ``base / "artifacts"``."""
+    through MLflow's user API by the admin."""
     base.mkdir(parents=True, exist_ok=True)
     (base / "keys").mkdir(exist_ok=True)
     keys = {who: base / "keys" / who for who in (*signers, "mlops-server")}
@@ -180,8 +179,7 @@ def start_governing_server(
     config = base / "server.yaml"
     config.write_text(
         f"governance_repo: {repo}\ngovernance_ref: main\naudit_url: {audit_db}\nauth_database_uri: {auth_db}\n"
-        f"admin: admin\ncheckpoint_key: {keys['mlops-server']}\nstate_dir: {base / 'state'}\n"
-        + (f"dvc_remote: {dvc_remote}\n" if dvc_remote else "")
+        f"admin: admin\ncheckpoint_key: {keys['mlops-server']}\nstate_dir: {base / 'state'}\n{extra_config}"
     )
     env = _clean_env()
     shim = entry_point_shim(base / "ep")

@@ -54,6 +54,33 @@ def test_registry_round_trip(store: str, tmp_path: Path) -> None:
     assert registry.get_aliases("m") == {}
 
 
+def test_sql_registry_answers_aliases_from_the_alias_table(store: str, tmp_path: Path) -> None:
+    """On a SQL store the adapter reads aliases and writes tags/aliases through the store itself (no whole-model
+    reads); what it answers must equal what MlflowClient answers."""
+    _runs_with_versions(store, tmp_path, 3)
+    registry = MlflowRegistry(store)
+    assert registry._sql_store() is not None
+    reads: list[str] = []
+    real = registry.client.get_registered_model
+    registry.client.get_registered_model = lambda name: reads.append(name) or real(name)  # type: ignore[method-assign]
+    registry.set_alias("m", "champion", "2")
+    registry.set_alias("m", "staging", "3")
+    registry.set_version_tags("m", "3", {"mlops.decision.staging": "allowed", "mlops.x": 1})
+    assert registry.get_aliases("m") == {"champion": "2", "staging": "3"}
+    assert reads == []  # neither the writes nor the alias read loaded the registered model
+    registry.client.get_registered_model = real  # type: ignore[method-assign]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store, store)
+    assert dict(client.get_registered_model("m").aliases) == {"champion": 2, "staging": 3}
+    assert client.get_model_version("m", "3").tags["mlops.x"] == "1"
+    client.create_registered_model("empty")
+    assert registry.get_aliases("empty") == {}
+    with pytest.raises(NotFoundError, match="model 'nope' is not registered"):
+        registry.get_aliases("nope")
+    assert registry._sql_store() is not None  # a missing model does not switch the fast path off
+
+
 def test_unknown_model_and_version_are_not_found(store: str, tmp_path: Path) -> None:
     _runs_with_versions(store, tmp_path, 1)
     registry = MlflowRegistry(store)

@@ -70,6 +70,7 @@ def test_a_run_without_lineage_registers_as_ungoverned_and_says_so(project: Sett
     exp = tracking.ensure_experiment("plain", str(project.root / "art"))
     with tracking.run(exp, "bare", {}) as run_id:
         tracking.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "model")
+        tracking.log_metrics({"accuracy": 0.91})
     reg = api.register("m", run_id, settings=project)
     assert reg.governed is False and reg.lineage is None and reg.model_uri == f"runs:/{run_id}/model"
     assert "no governed lineage" in reg.warnings[0]
@@ -78,6 +79,8 @@ def test_a_run_without_lineage_registers_as_ungoverned_and_says_so(project: Sett
     with AuditStore.open(project.audit_url) as trail:
         registered = list(trail.entries(model="m", action=actions.MODEL_REGISTERED))[-1]
     assert registered.details["governed"] is False and "model.pkl" in registered.details["artifacts"]
+    # its metrics are frozen like a governed version's (the metric rules read this snapshot, not the run)
+    assert {k: float(v) for k, v in registered.details["metrics"].items()} == {"accuracy": 0.91}
 
 
 def test_register_needs_the_stage_in_dvc_lock(project: Settings) -> None:

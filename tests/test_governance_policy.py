@@ -295,3 +295,15 @@ def test_drift_passed_names_a_dataset_inside_the_project() -> None:
     for bad in ("../outside.csv", "/etc/passwd"):
         message = policy_error(base % bad)
         assert "governance/policy.yaml:6" in message and "not a path inside the project" in message, message
+
+
+def test_monitoring_roles_name_roles_someone_holds() -> None:
+    """Who may post drift and monitoring evidence to the governing server: roles of the policy, checked at file:line."""
+    policy = parse_policy(b"roles: {olga: [ops], april: [risk]}\nmonitoring_roles: [ops]\ntargets: {}\n", "p.yaml")
+    assert (
+        policy.monitoring_roles == ("ops",)
+        and parse_policy(b"roles: {}\ntargets: {}\n", "p.yaml").monitoring_roles == ()
+    )
+    message = policy_error("roles: {olga: [ops]}\ntargets: {}\nmonitoring_roles: [opps]\n")
+    assert "governance/policy.yaml:3" in message and "opps" in message and "held by nobody" in message
+    assert "governance/policy.yaml:3" in policy_error("roles: {olga: [ops]}\ntargets: {}\nmonitoring_roles: {a: 1}\n")

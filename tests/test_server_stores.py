@@ -81,7 +81,7 @@ def server(pg_server_url: str, base: Path) -> Iterator[RunningServer]:
         policy=POLICY,
         users={"dana": PASSWORDS["dana"]},
         signers={},
-        dvc_remote=str(base / "dvc-remote"),
+        extra_config=f"dvc_remote: {base / 'dvc-remote'}\n",
     )
     yield srv
     srv.stop()

@@ -108,7 +108,7 @@ class GoverningServer:
         action: str = "promote",
     ) -> Any:
         """Sign the statement locally with the approver's key; the server verifies it and that its signer is the
-        authenticated user (principals are MLflow usernames in team mode)."""
+        authenticated user's principal (its MLflow username, or what policy.yaml `principals:` maps it to)."""
         from dataclasses import replace
 
         from mlops_layer.governance.approvals import (
@@ -122,10 +122,12 @@ class GoverningServer:
         if not self.username:
             raise ConfigError("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD: approvals are signed as you")
         ident = self._request("GET", "approval-identity", {"model": model, "version": version})
+        # the principal the server maps this login to (policy.yaml `principals:`), which the key must be trusted for
+        me = self._request("GET", "info", {})
         statement = make_statement(
             CandidateIdentity(**ident),
             to,
-            self.username,
+            str(me.get("principal") or self.username),
             decision="reject" if reject else "approve",
             action=action,
             comment=comment,
@@ -171,6 +173,20 @@ class GoverningServer:
         found = self.audit_log(model=model, action=action, since=since, limit=limit)
         return [entry_from_dict(e) for e in found]
 
+    def audit_entry(self, seq: int) -> Any:
+        """One entry of the server's trail (``audit.entry.AuditEntry``), rebuilt from its exact hashed body."""
+        return entry_from_dict(self._request("GET", "audit/show", {"seq": seq}))
+
+    def audit_export(self, **params: Any) -> dict[str, Any]:
+        """``mlops audit export`` of the server's trail: ``{"format", "count", "size", "head", "text"}``."""
+        body: dict[str, Any] = self._request("GET", "audit/export", params)
+        return body
+
+    def post_evidence(self, kind: str, entry: dict[str, Any]) -> dict[str, Any]:
+        """Post drift (``kind`` "drift") or monitoring evidence; the server records it as the authenticated user."""
+        body: dict[str, Any] = self._request("POST", f"evidence/{kind}", entry)
+        return body
+
     def verify(self, *, deep: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = self._request("GET", "audit/verify", {"deep": "true"} if deep else None)
         return body
@@ -186,6 +202,41 @@ class GoverningServer:
     def status(self, model: str | None) -> dict[str, Any]:
         body: dict[str, Any] = self._request("GET", "status", {"model": model})
         return body
+
+
+class EvidenceTrail:
+    """The trail as ``mlops drift`` and ``mlops monitor`` append to it, in team mode: each entry is posted to the
+    governing server, which records it as the logged-in user (who must hold a monitoring role)."""
+
+    DRIFT = ("drift.checked",)
+
+    def __init__(self, server: GoverningServer) -> None:
+        self.server = server
+        self.recomputed: list[Any] = []
+
+    def append(
+        self,
+        action: str,
+        *,
+        subject: Any = None,
+        run_id: str | None = None,
+        decision: str | None = None,
+        reasons: Any = None,
+        details: Any = None,
+        git_commit: str | None = None,
+        dvc_hashes: Any = None,
+    ) -> int:
+        entry = {
+            "action": action,
+            "subject": dict(subject or {}),
+            "run_id": run_id,
+            "decision": decision,
+            "reasons": list(reasons or ()),
+            "details": json.loads(json.dumps(dict(details or {}), default=str)),
+        }
+        body = self.server.post_evidence("drift" if action in self.DRIFT else "monitoring", entry)
+        self.recomputed.append(body.get("recomputed"))
+        return int(body["audit_seq"])
 
 
 def _error(exc: urllib.error.HTTPError, url: str) -> MlopsError:

@@ -22,6 +22,10 @@ from mlops_layer.tags import DVC_MD5 as TAG_DVC_MD5
 from mlops_layer.tags import DVC_PATH as TAG_DVC_PATH
 from mlops_layer.tags import DVC_SIZE as TAG_DVC_SIZE
 
+# MLflow writes "View run ... at: URL" to stdout when a run on an HTTP server ends: `--json` output must stay JSON
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+_UNSET: Any = object()  # not looked up yet
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -141,6 +145,7 @@ class MlflowRegistry:
         if self.registry_uri != self.tracking_uri:
             check_reachable(self.registry_uri)
         self._client: MlflowClient | None = None
+        self._store: Any = _UNSET
 
     @property
     def client(self) -> MlflowClient:
@@ -150,6 +155,45 @@ class MlflowRegistry:
             with mlflow_errors(f"opening MLflow at {self.tracking_uri}"):
                 self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
         return self._client
+
+    def _sql_store(self) -> Any:
+        """The registry's SQL store when the registry URI is a database (the governing server's case), else None.
+
+        ``MlflowClient`` reads the whole registered model — every version with its tags — to list its aliases, and
+        again before every alias set and version-tag write (to refuse prompts). On a model with many versions that
+        dominated a governed alias move. The SQL store answers aliases from the alias table alone and writes tags and
+        aliases directly, as MLflow's own REST handlers do. REST and file stores keep the client's path.
+        """
+        if self._store is _UNSET:
+            self._store = None
+            with contextlib.suppress(Exception):  # a private accessor: any change in MLflow falls back to the client
+                store = self.client._get_registry_client().store  # type: ignore[no-untyped-call]
+                if type(store).__module__.startswith("mlflow.store.model_registry.sqlalchemy"):
+                    self._store = store
+        return self._store
+
+    def _sql_aliases(self, name: str) -> dict[str, str] | None:
+        """alias -> version from the alias table (None: no SQL store, or the model is not there)."""
+        store = self._sql_store()
+        if store is None:
+            return None
+        from mlflow.exceptions import MlflowException
+
+        try:
+            from mlflow.store.model_registry.dbmodels.models import SqlRegisteredModelAlias as Row
+
+            with store.ManagedSessionMaker() as session:
+                rows = store._get_query(session, Row).filter(Row.name == name).all()
+                if not rows:
+                    store._get_registered_model(session, name)  # one row, no versions: raises when it is not there
+                return {str(r.alias): str(r.version) for r in rows}
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+                self._store = None  # not the answer we know how to read: the client's path from now on
+            return None  # the client's path raises the right error
+        except Exception:
+            self._store = None  # MLflow's internals moved: the client's path from now on
+            return None
 
     # -- reading the registry --------------------------------------------------------------------------------
     @staticmethod
@@ -203,6 +247,9 @@ class MlflowRegistry:
 
     def get_aliases(self, name: str) -> dict[str, str]:
         """alias -> version of one model ({} when the model has none)."""
+        fast = self._sql_aliases(name)
+        if fast is not None:
+            return fast
         model = self._require_model(name)
         return {str(k): str(v) for k, v in dict(model.aliases or {}).items()}
 
@@ -259,7 +306,11 @@ class MlflowRegistry:
     # -- changing the registry -------------------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: str | int) -> None:
         with mlflow_errors(f"setting alias {name}@{alias} -> v{version}"):
-            self.client.set_registered_model_alias(name, alias, str(version))
+            store = self._sql_store()
+            if store is not None:
+                store.set_registered_model_alias(name, alias, str(version))
+            else:
+                self.client.set_registered_model_alias(name, alias, str(version))
 
     def delete_alias(self, name: str, alias: str) -> None:
         with mlflow_errors(f"deleting alias {name}@{alias}"):
@@ -267,6 +318,13 @@ class MlflowRegistry:
 
     def set_version_tags(self, name: str, version: str | int, tags: Mapping[str, Any]) -> None:
         with mlflow_errors(f"tagging {name} v{version}"):
+            store = self._sql_store()
+            if store is not None:
+                from mlflow.entities.model_registry import ModelVersionTag
+
+                for key, value in tags.items():
+                    store.set_model_version_tag(name, str(version), ModelVersionTag(key, str(value)))  # type: ignore[no-untyped-call]
+                return
             for key, value in tags.items():
                 self.client.set_model_version_tag(name, str(version), key, str(value))
 

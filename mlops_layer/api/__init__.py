@@ -26,7 +26,15 @@ from mlops_layer.api.audit import (
     reconcile_audit,
     verify_audit,
 )
-from mlops_layer.api.authoring import CardDraft, FilesValidation, card_new, card_validate, policy_validate
+from mlops_layer.api.authoring import (
+    CardDraft,
+    FilesValidation,
+    TrainingStatement,
+    card_new,
+    card_validate,
+    policy_validate,
+    sign_training,
+)
 from mlops_layer.api.drift import drift_check, drift_config, profile_for_training, reference_profile
 from mlops_layer.api.evaluation import evaluate
 from mlops_layer.api.evidence import BundleExport, export_bundle, verify_bundle
@@ -67,6 +75,7 @@ __all__ = [
     "ReportResult",
     "RetrainResult",
     "StatusReport",
+    "TrainingStatement",
     "VersionStatus",
     "alert_ack",
     "alert_resolve",
@@ -108,6 +117,7 @@ __all__ = [
     "retrain",
     "rollback",
     "settings",
+    "sign_training",
     "status",
     "verify_audit",
     "verify_bundle",

@@ -74,6 +74,20 @@ def acting_trail(cfg: Settings) -> Iterator[ActingTrail]:
 
 
 @contextlib.contextmanager
+def evidence_trail(cfg: Settings) -> Iterator[Any]:
+    """Where drift and monitoring evidence goes: the governing server in team mode (it records the entry as the
+    logged-in user, who must hold a monitoring role), else the acting trail."""
+    server = governing_server(cfg)
+    if server is not None:
+        from mlops_layer.adapters.governing_server import EvidenceTrail
+
+        yield EvidenceTrail(server)
+        return
+    with acting_trail(cfg) as trail:
+        yield trail
+
+
+@contextlib.contextmanager
 def governance_trail(cfg: Settings) -> Iterator[AuditTrailView]:
     """The governance view of the trail (approvals, alias history, drift verdicts), acting as ``cfg.actor``."""
     from mlops_layer.governance.trail import AuditTrailView

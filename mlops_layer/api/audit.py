@@ -112,6 +112,9 @@ def audit_log(
 def audit_entry(seq: int, *, settings: Settings | None = None) -> AuditEntry:
     """One audit entry by sequence number (NotFoundError if absent)."""
     cfg = _wiring.resolve(settings)
+    if (server := _wiring.governing_server(cfg)) is not None:  # team mode: the trail is the server's
+        entry: AuditEntry = server.audit_entry(seq)
+        return entry
     with _wiring.audit_store(cfg) as trail:
         return trail.get(seq)
 
@@ -296,6 +299,10 @@ def export_audit(
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
     cfg = _wiring.resolve(settings)
+    if (server := _wiring.governing_server(cfg)) is not None:  # team mode: the server exports its trail
+        times = {k: v.isoformat() for k, v in (("since", since), ("until", until)) if v is not None}
+        got = server.audit_export(format=fmt, model=model, action=action, **times)
+        return _exported(got, out)
     with _wiring.audit_store(cfg) as trail:
         size, head = trail.head()
         entries: Iterator[AuditEntry] = trail.entries(model=model, action=action, since=since)
@@ -332,6 +339,16 @@ def export_audit(
         out.write_text(text, encoding="utf-8")
         return AuditExport(fmt, len(chosen), size, head, out, None)
     return AuditExport(fmt, len(chosen), size, head, None, text)
+
+
+def _exported(got: dict[str, Any], out: Path | None) -> AuditExport:
+    """The governing server's export, written to ``out`` when given (as a local export would be)."""
+    text, count, size, head = str(got["text"]), int(got["count"]), int(got["size"]), str(got["head"])
+    if out is None:
+        return AuditExport(str(got["format"]), count, size, head, None, text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return AuditExport(str(got["format"]), count, size, head, out, None)
 
 
 def reconcile_audit(

@@ -156,3 +156,113 @@ def _drift_models(path: Path) -> list[str]:
     section = root.value.get("drift") if isinstance(root.value, dict) else None
     models = section.value.get("models") if section is not None and isinstance(section.value, dict) else None
     return sorted(models.value) if models is not None and isinstance(models.value, dict) else []
+
+
+@dataclass(frozen=True)
+class TrainingStatement:
+    """A signed statement that ``service_account`` trains ``model`` on ``principal``'s behalf, ready to commit on the
+    model card under ``training_statements:`` (``yaml`` is the text to paste)."""
+
+    model: str
+    service_account: str
+    principal: str
+    statement: dict[str, Any]
+    signature: str
+    card: Path
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def yaml(self) -> str:
+        """The card entry, exactly as the card reader takes it back (values quoted, the signature as a block)."""
+        import json
+
+        lines = ["training_statements:", "  - statement:"]
+        lines += [f"      {key}: {json.dumps(value)}" for key, value in self.statement.items()]
+        lines.append("    signature: |")
+        lines += [f"      {line}" for line in self.signature.strip().splitlines()]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "service_account": self.service_account,
+            "principal": self.principal,
+            "card": str(self.card),
+            "entry": {"statement": self.statement, "signature": self.signature},
+            "yaml": self.yaml,
+            "warnings": list(self.warnings),
+        }
+
+
+def sign_training(
+    model: str,
+    service_account: str,
+    *,
+    key_path: Path | str | None = None,
+    until: str | None = None,
+    principal: str | None = None,
+    settings: Settings | None = None,
+) -> TrainingStatement:
+    """Sign that ``service_account`` (a CI login) trains ``model`` on your behalf, optionally until ``until``.
+
+    You sign as the principal the committed ``allowed_signers`` trusts your key for in namespace ``mlops-training``.
+    Commit the result on the model card (``training_statements:``): from then on a version that account trained is
+    attributed to you, and separation of duties excludes you and the account from approving it. Nothing is audited
+    here; the statement counts once it is committed and reviewed.
+    """
+    from datetime import datetime, timezone
+
+    from mlops_layer.api._trust import governance_files
+    from mlops_layer.errors import ApprovalError
+    from mlops_layer.governance.approvals import default_verifier
+    from mlops_layer.governance.cards import card_path, validate_model_name
+    from mlops_layer.governance.identity import TRAINING_NAMESPACE, principal_for_key, sign_identity
+    from mlops_layer.governance.principals import (
+        Principals,
+        normalize_until,
+        principal_problem,
+        resolve_trainer,
+        training_statement,
+    )
+
+    cfg = _wiring.resolve(settings)
+    validate_model_name(model)
+    problem = principal_problem(service_account)
+    if problem is not None:
+        raise InputError(f"--service-account {service_account!r} {problem}")
+    key = Path(key_path).expanduser() if key_path else cfg.signing_key
+    if key is None:
+        raise InputError("no signing key", hint="pass --key PATH (or set MLOPS_SIGNING_KEY / signing_key)")
+    expires = normalize_until(until) if until else None
+    files = governance_files(cfg)  # the committed signers and policy: who you are is decided by reviewed git
+    signer = principal_for_key(files.allowed_signers, key, TRAINING_NAMESPACE, principal)
+    accounts = files.policy.principals
+    if accounts.is_service_account(signer):
+        raise InputError(
+            f"{signer} is itself a service account in {cfg.policy_file}",
+            hint="the statement is signed by the person the account trains for",
+        )
+    warnings = tuple(files.warnings)
+    account = accounts.mapping.get(service_account, service_account)
+    if not accounts.is_service_account(account):
+        warnings += (
+            f"{service_account!r} is not listed under 'service_accounts:' in the committed {cfg.policy_file.name}: "
+            "the statement has no effect until it is",
+        )
+    now = datetime.now(timezone.utc)
+    statement = training_statement(signer, account, model, expires, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    proof = sign_identity(statement, key, TRAINING_NAMESPACE)
+    check = resolve_trainer(
+        account, model, Principals(service_accounts=(account,)), [proof], files.allowed_signers, default_verifier(), now
+    )
+    if check.principal != signer:
+        raise ApprovalError(f"the new training statement does not verify: {check.problem}")
+    return TrainingStatement(
+        model=model,
+        service_account=account,
+        principal=signer,
+        statement=dict(statement),
+        signature=str(proof["signature"]),
+        card=card_path(cfg.cards_dir, model),
+        warnings=warnings,
+    )

@@ -251,7 +251,7 @@ def _record_unreadable(cfg: Settings, name: str, ref: str | None, current: Any, 
         info = _wiring.registry(cfg).resolve(name, ref)
     except MlopsError:
         return None
-    with _wiring.acting_trail(cfg) as trail:
+    with _wiring.evidence_trail(cfg) as trail:
         seq: int = trail.append(
             actions.DRIFT_CHECKED,
             subject={"model": name, "version": info.version},
@@ -444,7 +444,7 @@ def _checked(
         evidence, note = _dvc_evidence(cfg, current)  # the DVC path and md5 a drift_passed rule may name
         if note:
             warnings.append(note)
-        with _wiring.acting_trail(cfg) as trail:
+        with _wiring.evidence_trail(cfg) as trail:
             seq = trail.append(
                 actions.DRIFT_CHECKED,
                 subject={"model": name, "version": info.version},
@@ -482,8 +482,11 @@ def _checked(
         }
         if run_id:
             version_tags[tags.DRIFT_RUN] = run_id
-        failed = _wiring.mirror_tags(registry, name, info.version, version_tags, what="the drift status", quiet=True)
-        if failed:
+        served = hasattr(trail, "server")  # team mode: the server set the version's drift tags itself
+        failed = served or _wiring.mirror_tags(
+            registry, name, info.version, version_tags, what="the drift status", quiet=True
+        )
+        if isinstance(failed, str):
             warnings.append(failed)
     if warnings:  # added to the gate's own warnings and notes, never in their place
         result = dataclasses.replace(result, warnings=(*result.warnings, *warnings))

@@ -151,6 +151,11 @@ def export_bundle(
     from mlops_layer.audit.entry import AuditEntry
 
     cfg = _wiring.resolve(settings)
+    if _wiring.governing_server(cfg) is not None:
+        raise InputError(
+            "an evidence bundle is cut from the trail and signed next to it: the governing server's trail is not here",
+            hint="export the trail (`mlops audit export --format in-toto`), or cut the bundle on the server's host",
+        )
     version = str(version)
     out_path = Path(out)
     if out_path.suffix.lower() != ".zip":

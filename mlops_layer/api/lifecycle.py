@@ -18,7 +18,7 @@ def _alert_change(name: str, alert: str, action: str, comment: str, settings: Se
 
     cfg = _wiring.resolve(settings)
     rules = load_alert_rules(cfg.policy_file)
-    with _wiring.acting_trail(cfg) as trail:
+    with _wiring.evidence_trail(cfg) as trail:  # team mode: posted to the governing server
         return change_alert(
             cfg.state_dir,
             trail,

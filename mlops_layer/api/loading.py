@@ -60,6 +60,12 @@ def registered_digests(cfg: Settings, name: str, version: str) -> dict[str, str]
     """The per-file sha256 the first registration of ``name`` v``version`` fixed (None: none recorded)."""
     from mlops_layer.api._trust import recorded_digests
 
+    if (server := _wiring.governing_server(cfg)) is not None:  # team mode (`mlops monitor`): the server's record
+        from mlops_layer.audit.registrations import registration_records
+
+        found = server.audit_entries(model=name, action="model.registered", since=None, limit=None)
+        record = registration_records(found).get((name, str(version)))
+        return dict(record.artifacts) if record is not None and record.artifacts else None
     with _wiring.audit_store(cfg) as trail:
         return recorded_digests(trail, name, str(version))
 

@@ -113,10 +113,14 @@ def _evaluated_metrics(cfg: Settings, name: str, version: str) -> dict[str, floa
     from mlops_layer.audit import actions
 
     latest: dict[str, float] = {}
-    with _wiring.audit_store(cfg) as trail:
-        for entry in trail.entries(model=name, action=actions.EVALUATION_RECORDED):
-            if str(entry.subject.get("version")) == str(version):
-                latest = {k: float(v) for k, v in dict((entry.details or {}).get("metrics") or {}).items()}
+    if (server := _wiring.governing_server(cfg)) is not None:  # team mode: the trail is the server's
+        found = server.audit_entries(model=name, action=actions.EVALUATION_RECORDED, since=None, limit=None)
+    else:
+        with _wiring.audit_store(cfg) as trail:
+            found = list(trail.entries(model=name, action=actions.EVALUATION_RECORDED))
+    for entry in found:
+        if str(entry.subject.get("version")) == str(version):
+            latest = {k: float(v) for k, v in dict((entry.details or {}).get("metrics") or {}).items()}
     return latest
 
 
@@ -188,7 +192,9 @@ def _monitor(
     load_s = time.perf_counter() - started
     recipients = notices.stakeholders(cfg, info.name, warnings)
     outbox = notices.outbox(cfg)
-    ungoverned = _alias_disagreement(cfg, info.name, alias, info.version) if alias else None
+    # team mode: the governing server judges the alias when it records the batch
+    team = _wiring.governing_server(cfg) is not None
+    ungoverned = _alias_disagreement(cfg, info.name, alias, info.version) if alias and not team else None
     if ungoverned is not None:
         warnings.append(ungoverned)
         _alert_ungoverned(cfg, info.name, alias or "", info.version, path, ungoverned)
@@ -219,7 +225,7 @@ def _monitor(
     else:
         parts = [(None, frame)]
     results: list[MonitorResult] = []
-    with _wiring.audit_store(cfg) as store:
+    with _wiring.evidence_trail(cfg) as posted:  # team mode: each entry is posted to the governing server
         for span, part in parts:
             when = at or (span.end if span is not None else datetime.now(timezone.utc))
             if when.tzinfo is None:
@@ -250,7 +256,7 @@ def _monitor(
                 else None,
                 report_always=report is not None,
                 tracking=tracker,
-                trail=_NotEvidenceTrail(store, cfg.actor, ungoverned) if ungoverned else ActingTrail(store, cfg.actor),
+                trail=_NotEvidenceTrail(posted.store, cfg.actor, ungoverned) if ungoverned else posted,
                 notify=lambda events: dispatch(events, recipients, factory, outbox),
                 notify_rejected=lambda problems: deliver(
                     notice_payload(

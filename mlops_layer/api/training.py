@@ -360,7 +360,12 @@ def _register_ungoverned(cfg: Settings, registry: MlflowRegistry, name: str, uri
     why = (
         f"run {run_id} was not opened by a governed run" if run_id else f"{uri} was logged outside any run"
     ) + ": the version has no governed lineage (no commit, data hashes or params); a lineage_clean rule refuses it"
-    with _wiring.acting_trail(cfg) as trail:
+    # team mode with the governing server: the server records the registration, as the authenticated user
+    governed = _wiring.governing_server(cfg) is not None
+    trail_cm: contextlib.AbstractContextManager[Any] = (
+        contextlib.nullcontext(_RecordedByServer()) if governed else _wiring.acting_trail(cfg)
+    )
+    with trail_cm as trail:
         trail.append(
             actions.MODEL_REGISTER_STARTED,
             subject={"model": name},
@@ -368,6 +373,8 @@ def _register_ungoverned(cfg: Settings, registry: MlflowRegistry, name: str, uri
             details={"model_uri": uri, "governed": False},
         )
         digests = registry.artifact_digests(uri)  # before the registry moves: a failure here leaves nothing behind
+        # frozen like a governed registration's: the rules read this snapshot, never the run's live metrics
+        metrics = registry.run_metrics([run_id]).get(run_id, {}) if run_id else {}
         tags = {LINEAGE_GOVERNED: "false", TAG_REGISTERED_BY: cfg.actor}
         if run is not None:
             tags.update({TAG_RUN: run.run_id, TAG_TRAINED_BY: run.user or ""})
@@ -376,9 +383,19 @@ def _register_ungoverned(cfg: Settings, registry: MlflowRegistry, name: str, uri
             actions.MODEL_REGISTERED,
             subject={"model": name, "version": version.version},
             run_id=run_id,
-            details={"model_uri": uri, "source": version.source, "governed": False, "artifacts": digests},
+            details={
+                "model_uri": uri,
+                "source": version.source,
+                "governed": False,
+                "artifacts": digests,
+                "metrics": metrics,
+            },
         )
-    _wiring.mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: seq})
+    if governed:
+        recorded = registry.get_version(name, version.version).tags.get(TAG_AUDIT_SEQ)
+        seq = int(recorded) if recorded and recorded.isdigit() else None
+    else:
+        _wiring.mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: seq})
     return Registration(name, version.version, run_id, uri, None, seq, governed=False, warnings=(why,))
 
 

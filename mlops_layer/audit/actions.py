@@ -33,6 +33,8 @@ ALERT_CLEARED = "alert.cleared"
 ALERT_ACKNOWLEDGED = "alert.acknowledged"  # someone saw it; details {"comment": ...}
 ALERT_RESOLVED = "alert.resolved"  # closed by a person (decision "resolved") or by an alias move ("superseded")
 NOTIFICATION_FAILED = "notification.failed"
+# the governing server refused posted drift/monitoring evidence (its recomputation disagreed with the claim)
+EVIDENCE_REFUSED = "evidence.refused"
 
 # retraining
 RETRAIN_STARTED = "retrain.started"
@@ -70,6 +72,7 @@ ALL_ACTIONS = (
     ALERT_ACKNOWLEDGED,
     ALERT_RESOLVED,
     NOTIFICATION_FAILED,
+    EVIDENCE_REFUSED,
     RETRAIN_STARTED,
     RETRAIN_FAILED,
     RETRAIN_COMPLETED,

@@ -6,6 +6,7 @@ and exits 2 with ``file:line`` for every problem, so it fits CI and pre-commit h
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -140,3 +141,41 @@ def policy_validate_cmd(json_out: bool = json_option()) -> None:
     from mlops_layer import api
 
     _report(api.policy_validate(), json_out, "policy")
+
+
+@app.command("sign-training")
+def sign_training_cmd(
+    model: str = typer.Option(..., "--model", help="The registered model the service account trains."),
+    service_account: str = typer.Option(
+        ..., "--service-account", help="The CI login that trains it (listed under service_accounts: in policy.yaml)."
+    ),
+    key: str = typer.Option(
+        None, "--key", help="Your private key (SSH or Ed25519) trusted in allowed_signers; default MLOPS_SIGNING_KEY."
+    ),
+    until: str = typer.Option(None, "--until", help="Expiry: YYYY-MM-DD (end of that day, UTC) or an ISO time."),
+    principal: str = typer.Option(
+        None, "--as", help="The principal you sign as, when your key is trusted for several."
+    ),
+    json_out: bool = json_option(),
+) -> None:
+    """Sign that a service account trains MODEL on your behalf; prints the entry to commit on the model card.
+
+    Paste the printed `training_statements:` entry into governance/models/MODEL.yaml and commit it (reviewed like
+    any governance change). A version the account trains is then attributed to you, and neither you nor the
+    account may approve it.
+
+    Example: mlops sign-training --model churn --service-account ci-bot --key ~/.ssh/id_ed25519 --until 2027-06-30
+    """
+    from mlops_layer import api
+
+    signed = api.sign_training(model, service_account, key_path=key, until=until, principal=principal)
+    if json_out:
+        print_json(signed)
+        return
+    for warning in signed.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+    err_console.print(
+        f"{ok_mark(True)} signed as {signed.principal}: {signed.service_account} trains {signed.model} on your behalf; "
+        f"add this under training_statements: in {signed.card} and commit it"
+    )
+    sys.stdout.write(signed.yaml)

@@ -127,6 +127,8 @@ class ModelCard:
     limitations: str = ""
     columns: ColumnRoles = field(default_factory=ColumnRoles)
     evaluation_data: str | None = None  # the holdout's DVC path for independent evaluation (``evaluation: {data}``)
+    # signed statements of people on whose behalf a service account trains this model (``training_statements:``)
+    training_statements: tuple[dict[str, Any], ...] = ()
     path: str = ""
     card_hash: str = ""
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
@@ -147,7 +149,7 @@ class ModelCard:
 CARD_FIELDS = tuple(
     f.name
     for f in fields(ModelCard)
-    if f.name not in ("path", "card_hash", "lines", "columns", "evaluation_data", "placeholders")
+    if f.name not in ("path", "card_hash", "lines", "columns", "evaluation_data", "placeholders", "training_statements")
 )
 PLACEHOLDER = "TODO"  # an answer starting with this word is a question still open (`mlops card new` writes them)
 _PLACEHOLDER = re.compile(rf"^\s*{PLACEHOLDER}\b", re.IGNORECASE)
@@ -239,6 +241,7 @@ def parse_card(data: bytes, file: str, name: str) -> ModelCard:
     limitations = top.get("limitations")
     columns_node = top.get("columns")
     evaluation_node = top.get("evaluation")
+    statements_node = top.get("training_statements")
     top.finish()
     if code_shareable and sensitivity == "restricted":
         top.items["code_shareable"].fail(
@@ -261,6 +264,7 @@ def parse_card(data: bytes, file: str, name: str) -> ModelCard:
         limitations=limitations.string(allow_empty=True) if limitations else "",
         columns=_columns(columns_node) if columns_node else ColumnRoles(),
         evaluation_data=_evaluation(evaluation_node) if evaluation_node else None,
+        training_statements=_training_statements(statements_node) if statements_node else (),
         path=file,
         card_hash=git_blob_hash(data),
         lines=lines,
@@ -316,6 +320,24 @@ def _evaluation(node: Located) -> str:
     f = Fields(node, allowed=("data",))
     f.finish()
     return f.need("data", hint="the DVC-tracked holdout file, e.g. data: data/holdout.csv").string()
+
+
+def _training_statements(node: Located) -> tuple[dict[str, Any], ...]:
+    """``training_statements:``: a list of ``{statement: {...}, signature: ...}`` as ``mlops sign-training`` prints
+    them. Only the shape is checked here; signatures are verified where they are used (against the committed
+    ``allowed_signers``)."""
+    out: list[dict[str, Any]] = []
+    for item in node.sequence():
+        f = Fields(item, allowed=("statement", "signature"))
+        f.finish()
+        statement = f.need("statement", hint="paste the output of `mlops sign-training` unchanged")
+        body: dict[str, Any] = {}
+        for key, value in statement.mapping().items():
+            if not isinstance(value.value, str):
+                value.fail("expected a quoted string", hint="paste the output of `mlops sign-training` unchanged")
+            body[key] = value.value
+        out.append({"statement": body, "signature": f.need("signature").string()})
+    return tuple(out)
 
 
 def is_placeholder(value: Any) -> bool:

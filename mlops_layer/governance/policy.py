@@ -14,6 +14,7 @@ from typing import TypeAlias
 
 from mlops_layer.errors import ConfigError, InputError, NotFoundError
 from mlops_layer.governance.cards import validate_required_names
+from mlops_layer.governance.principals import Principals, principal_problem, principals_from_sections
 from mlops_layer.policyfile import (
     POLICY_HINT,
     POLICY_SECTIONS,
@@ -26,7 +27,16 @@ from mlops_layer.yamlfile import Fields, Located
 POLICY_VERSION = 1
 # Sections of policy.yaml that other parts of the layer read and validate (drift gate, alerts), or that nothing
 # reads (warned about by the document reader); they are covered by the same blob hash, but not parsed here.
-OWN_SECTIONS = ("version", "roles", "targets", "models", "identity")
+OWN_SECTIONS = (
+    "version",
+    "roles",
+    "targets",
+    "models",
+    "identity",
+    "principals",
+    "service_accounts",
+    "monitoring_roles",
+)
 FOREIGN_SECTIONS = tuple(name for name in POLICY_SECTIONS if name not in OWN_SECTIONS)
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _ROLE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
@@ -215,6 +225,10 @@ class Policy:
     path: str = ""
     policy_hash: str = ""
     identity: str = "declared"  # "signed": trainer and registrant are compared by signed principals
+    # MLflow username -> principal (applied by the governing server) and the service accounts CI trains under
+    principals: Principals = field(default_factory=Principals)
+    # roles whose holders may post drift and monitoring evidence to the governing server (empty: nobody)
+    monitoring_roles: tuple[str, ...] = ()
 
     def target(self, model: str, alias: str) -> TargetPolicy | None:
         """The rules for promoting ``model`` to ``alias``: a per-model section wins over the shared one."""
@@ -261,6 +275,8 @@ def policy_from_document(document: PolicyDocument) -> Policy:
     if version is not None and version.integer() != POLICY_VERSION:
         version.fail(f"unsupported policy version {version.value}", hint=f"this layer reads version {POLICY_VERSION}")
     roles = _roles(top.need("roles", hint="map each approver's principal to a list of roles"))
+    monitoring_node = top.get("monitoring_roles")
+    monitoring_roles = monitoring_node.strings() if monitoring_node is not None else ()
     targets = _targets(top.need("targets", hint="one section per alias, e.g. targets: {staging: {rules: [...]}}"))
     model_targets: dict[str, dict[str, TargetPolicy]] = {}
     models = top.get("models")
@@ -269,6 +285,7 @@ def policy_from_document(document: PolicyDocument) -> Policy:
             f = Fields(section, allowed=("targets",))
             model_targets[model] = _targets(f.need("targets"))
             f.finish()
+    principals = principals_from_sections(top.get("principals"), top.get("service_accounts"), roles, document.path)
     top.finish()
     known_roles = {r for rs in roles.values() for r in rs}
     for target in [*targets.values(), *(t for ts in model_targets.values() for t in ts.values())]:
@@ -276,6 +293,8 @@ def policy_from_document(document: PolicyDocument) -> Policy:
             if isinstance(rule, Approvals):
                 _check_roles_known(doc, rule.roles, known_roles, rule.line)
         _check_roles_known(doc, target.rollback.roles, known_roles, 0)
+    if monitoring_node is not None:
+        _check_roles_known(doc, monitoring_roles, known_roles, monitoring_node.line)
     return Policy(
         targets=targets,
         roles=roles,
@@ -283,6 +302,8 @@ def policy_from_document(document: PolicyDocument) -> Policy:
         path=document.path,
         policy_hash=document.policy_hash,
         identity=identity,
+        principals=principals,
+        monitoring_roles=monitoring_roles,
     )
 
 
@@ -299,8 +320,11 @@ def _check_roles_known(doc: Located, wanted: tuple[str, ...], known: set[str], l
 def _roles(node: Located) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
     for principal, roles_node in node.mapping().items():
-        if not principal.strip() or any(c.isspace() for c in principal):
-            roles_node.fail("a principal has no spaces (use the name written in allowed_signers)")
+        problem = principal_problem(principal)
+        if problem is not None:
+            roles_node.fail(
+                f"principal {principal!r} {problem}", hint="use the literal name written in allowed_signers"
+            )
         roles = roles_node.strings()
         for role in roles:
             if not _ROLE.match(role):

@@ -30,6 +30,7 @@ from mlops_layer.governance.cards import ModelCard
 from mlops_layer.governance.decisions import Decision, RuleResult
 from mlops_layer.governance.digests import files_refusal
 from mlops_layer.governance.policy import DriftPassed, Evaluation, LineageClean, Policy
+from mlops_layer.governance.principals import Trainer
 from mlops_layer.governance.rules import (
     AliasHold,
     Candidate,
@@ -45,6 +46,7 @@ from mlops_layer.tags import mirror
 
 TAG_REGISTERED_BY = tags.REGISTERED_BY
 TAG_TRAINED_BY = tags.TRAINED_BY
+TAG_TRAINED_VIA = tags.TRAINED_VIA
 TAG_DIGEST = tags.DIGEST
 TAG_POLICY_HASH = tags.POLICY_HASH
 decision_tag = tags.decision_tag
@@ -198,6 +200,14 @@ class Governance:
             trainer, registrant, problems = self._signed_identities(identity, record)
             others = tuple(x for x in (*others, trained_by, registered_by) if x)
             trained_by, registered_by = trainer, registrant
+        accountable = self._accountable_trainer(info, tags, trained_by)
+        # everyone accountable for the training stays excluded (and so does a recorded trainer it replaced)
+        also = tuple(
+            dict.fromkeys(
+                x for x in (*accountable.also, trained_by) if x and x not in (accountable.principal, accountable.via)
+            )
+        )
+        trained_by = accountable.principal
         return Candidate(
             model=identity.model,
             version=identity.version,
@@ -214,9 +224,36 @@ class Governance:
             other_identities=others,
             metrics_frozen=frozen is not None,
             identity_problems=problems,
+            trained_via=accountable.via,
+            also_trained_by=also,
+            trainer_problem=accountable.problem,
             artifacts=dict(record.artifacts) if record is not None and record.artifacts else None,
             files_problem=files_refusal(record),
         )
+
+    def _accountable_trainer(self, info: Any, tags: Mapping[str, str], trained_by: str | None) -> Trainer:
+        """The person accountable for the training: a service account's run is the signer's of a committed
+        training statement (on the model card); the account stays excluded from approving too."""
+        from mlops_layer.governance.principals import resolve_trainer
+
+        # the governing server records the account a person's training ran under; a signed trainer proof is stronger
+        recorded_via = tags.get(TAG_TRAINED_VIA) or None
+        raw = trained_by if self.policy.identity == "signed" else (recorded_via or trained_by)
+        statements: tuple[Mapping[str, Any], ...] = ()
+        if self.policy.principals.is_service_account(raw):
+            with contextlib.suppress(MlopsError):
+                statements = self.load_card(info.name).training_statements
+        found = resolve_trainer(
+            raw,
+            info.name,
+            self.policy.principals,
+            statements,
+            self.allowed_signers,
+            self.verifier,
+            info.creation_time,
+        )
+        via = found.via or recorded_via
+        return replace(found, via=via) if via != found.via else found
 
     def _signed_identities(
         self, identity: CandidateIdentity, record: RegistrationRecord | None
@@ -229,7 +266,7 @@ class Governance:
         trainer, why_t = verified_identity(
             record.trainer_proof,
             TRAINING_NAMESPACE,
-            {"role": "trainer", "run_id": identity.run_id},
+            {"role": "trainer", "run_id": identity.run_id, "service_account": None},
             self.allowed_signers,
             self.verifier,
         )

@@ -56,6 +56,9 @@ class Candidate:
     metrics_frozen: bool = True  # False: registered before snapshots existed (metrics empty until `mlops migrate`)
     artifacts: Mapping[str, str] | None = None  # sha256 per file, fixed by the first registration
     identity_problems: tuple[str, ...] = ()  # why trainer/registrant are not proven (policy `identity: signed`)
+    trained_via: str | None = None  # the service account the run was created under (trained_by: the person)
+    also_trained_by: tuple[str, ...] = ()  # more people accountable for the training (excluded like trained_by)
+    trainer_problem: str | None = None  # trained by a service account nobody signed for: nobody to exclude
     files_problem: str | None = None  # why the registration's digests cannot back a promotion (governance.digests)
 
     @property
@@ -354,8 +357,9 @@ def _evaluation(rule: Evaluation, ctx: PromotionContext) -> Verdict:
 
 def _no_snapshot(version: str) -> str:
     return (
-        f"version {version} has no metrics snapshot frozen at registration (registered before snapshots existed); "
-        "run `mlops migrate` to record one"
+        f"version {version} has no metrics snapshot frozen at registration: registered before snapshots existed "
+        "(run `mlops migrate` to record one) or outside the layer (register the run with `api.register`, "
+        "which freezes its metrics and files)"
     )
 
 
@@ -528,6 +532,8 @@ def duty_conflict(
     for other, label, on in (
         (candidate.registered_by, "registered", exclude_registrant),
         (candidate.trained_by, "trained", exclude_trainer),
+        (candidate.trained_via, "trained", exclude_trainer),
+        *((other, "trained", exclude_trainer) for other in candidate.also_trained_by),
         *((other, "registered or trained", exclude_registrant) for other in candidate.other_identities),
     ):
         if on and other and other.lower() == who:
@@ -560,6 +566,9 @@ def evaluate_approvals(
         expected += ", not by the trainer/registrant"
     if not roles:
         return False, None, expected, "no approver roles given by the rule or the model card"
+    if exclude_trainer and ctx.candidate.trainer_problem:
+        # excluding a CI account from approving excludes nobody: the person behind it must be known
+        return False, None, expected, ctx.candidate.trainer_problem
 
     notes: list[str] = []
     # the latest valid statement of each principal counts (an approver may change their mind)

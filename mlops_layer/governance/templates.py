@@ -14,6 +14,12 @@ version: 1
 roles:
   risk-officer@example.com: [model-risk]
 
+# Team mode: MLflow logins whose principal is another name (unmapped logins are their own principal), and the
+# logins CI trains under (a person signs `mlops sign-training` for them; see the README).
+# principals:
+#   risk: risk-officer@example.com
+# service_accounts: [ci-bot]
+
 targets:
   staging:
     auto_promote: true            # retraining may promote here without people

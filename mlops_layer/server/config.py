@@ -12,6 +12,8 @@ A YAML file named by ``MLOPS_SERVER_CONFIG`` (read through the located reader, s
     state_dir: /var/lib/mlops-server            # snapshots of the governance files per commit
     fetch_seconds: 0                            # >0: `git fetch` the clone at most that often
     auth_cache_seconds: 30                      # basic-auth credential cache per worker (0: verify every request)
+    data_dir: /srv/mlops/dvc-remote             # data the server can read (a DVC cache or local remote, or a
+                                                # folder of batches): posted drift evidence is recomputed from it
     dvc_remote: s3://bucket/dvc-store           # the DVC remote the server can read (optional): data-in-remote check
 
 Secrets stay in the environment: ``MLFLOW_AUTH_ADMIN_PASSWORD``, ``MLFLOW_FLASK_SERVER_SECRET_KEY``. Any key can be
@@ -38,6 +40,7 @@ _KEYS = (
     "state_dir",
     "fetch_seconds",
     "auth_cache_seconds",
+    "data_dir",
     "dvc_remote",
 )
 
@@ -57,6 +60,7 @@ class ServerConfig:
     fetch_seconds: float = 0.0
     auth_cache_seconds: int = 30
     source: str = ""
+    data_dir: Path | None = None
     dvc_remote: str | None = None  # a URL DVC understands, or a folder; None: data-in-remote is "not checked"
 
 
@@ -98,6 +102,7 @@ def load_server_config(path: Path | None = None) -> ServerConfig:
             f"{where}: auth_cache_seconds must be an integer, got {values['auth_cache_seconds']!r}"
         ) from None
     checkpoint_key = values.get("checkpoint_key") or None
+    data_dir = values.get("data_dir") or None
     return ServerConfig(
         governance_repo=repo,
         governance_ref=values.get("governance_ref") or "HEAD",
@@ -110,6 +115,7 @@ def load_server_config(path: Path | None = None) -> ServerConfig:
         fetch_seconds=fetch,
         auth_cache_seconds=cache,
         source=where,
+        data_dir=Path(data_dir).expanduser().resolve() if data_dir else None,
         dvc_remote=_remote(values.get("dvc_remote")),
     )
 

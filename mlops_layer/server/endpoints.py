@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlops_layer.errors import InputError, MlopsError
+from mlops_layer.server import evidence
 from mlops_layer.server.governing import ServerGovernance
 
 PREFIX = "/mlops/api/v1/"
@@ -61,6 +62,12 @@ class Endpoints:
             ("audit/log", "GET"): self.audit_log,
             ("audit/verify", "GET"): self.audit_verify,
             ("audit/reconcile", "POST"): self.audit_reconcile,
+            ("audit/show", "GET"): lambda user, p: evidence.audit_show(self.governance(), user, _need(p, "seq")[0]),
+            ("audit/export", "GET"): lambda user, p: evidence.audit_export(self.governance(), user, p),
+            ("evidence/drift", "POST"): lambda user, p: evidence.record_evidence(self.governance(), user, p, "drift"),
+            ("evidence/monitoring", "POST"): lambda user, p: evidence.record_evidence(
+                self.governance(), user, p, "monitoring"
+            ),
         }
 
     def before_request(self) -> Any:
@@ -91,7 +98,15 @@ class Endpoints:
     # -- endpoints -------------------------------------------------------------------------------------------------
     def info(self, user: str, params: dict[str, Any]) -> Any:
         snap = self.governance().snapshot()
-        return {"app": "mlops", "api": API_VERSION, "user": user, "governance_commit": snap.commit, "ref": snap.ref}
+        principal = self.governance().principal(user, snap)  # what approvals must be signed as
+        return {
+            "app": "mlops",
+            "api": API_VERSION,
+            "user": user,
+            "principal": principal,
+            "governance_commit": snap.commit,
+            "ref": snap.ref,
+        }
 
     def check(self, user: str, params: dict[str, Any]) -> Any:
         model, version, to = _need(params, "model", "version", "to")

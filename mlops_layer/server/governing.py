@@ -24,7 +24,7 @@ from mlops_layer.server.source import GovernanceSnapshot, GovernanceSource
 
 SERVER_ACTOR = "mlops-server"
 # tags only the server writes (from the authenticated requests); clients may not set them
-SERVER_OWNED_TAGS = (tags.TRAINED_BY, tags.REGISTERED_BY)
+SERVER_OWNED_TAGS = (tags.TRAINED_BY, tags.REGISTERED_BY, tags.TRAINED_VIA)
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,12 @@ class ServerGovernance:
             allowed_signers=snap.allowed_signers,
             checkpoint_file=self.config.state_dir / "audit-checkpoints.jsonl",
             dvc_remote=None,
-            actor=user,
+            actor=self.principal(user, snap),
         )
+
+    def principal(self, user: str, snap: GovernanceSnapshot | None = None) -> str:
+        """The principal an MLflow login acts as under the committed policy (``principals:``; unmapped: itself)."""
+        return str(self.policy(snap or self.snapshot()).principals.principal_of(user))
 
     def policy(self, snap: GovernanceSnapshot) -> Any:
         from mlops_layer.governance.policy import load_policy
@@ -106,10 +110,11 @@ class ServerGovernance:
         from mlops_layer.governance.cards import load_card
         from mlops_layer.governance.promotion import Governance
         from mlops_layer.governance.trail import AuditTrailView
+        from mlops_layer.server.identity import LoginStore
 
         return Governance(
             registry=self.registry,
-            trail=AuditTrailView(self.store, user),
+            trail=AuditTrailView(LoginStore(self.store, user), self.principal(user, snap)),
             policy=self.policy(snap),
             load_card=lambda model: load_card(snap.cards_dir, model),
             allowed_signers=snap.allowed_signers,
@@ -230,43 +235,42 @@ class ServerGovernance:
         """Record a signed approval/rejection submitted by ``user``: the signer must be ``user``, the signature must
         verify against the committed ``allowed_signers``, and separation of duties is judged from the trail."""
         from mlops_layer.governance.approvals import SignedApproval, check_approvals, default_verifier
-        from mlops_layer.governance.rules import Candidate, duty_conflict, separation_flags
-        from mlops_layer.governance.trail import AuditTrailView
+        from mlops_layer.governance.rules import duty_conflict, separation_flags
 
         try:
             signed = SignedApproval.from_dict(dict(body))
         except (MlopsError, TypeError, ValueError, KeyError) as exc:
             raise InputError(f"not a signed approval: {exc}") from None
         st = signed.statement
-        if st.approver != user:
+        snap = self.snapshot()
+        principal = self.principal(user, snap)
+        if st.approver != principal:
+            mapped = f" (principal {principal!r})" if principal != user else ""
             raise ApprovalError(
-                f"the statement is signed as {st.approver!r} but the request is authenticated as {user!r}",
+                f"the statement is signed as {st.approver!r} but the request is authenticated as {user!r}{mapped}",
                 hint="an approval counts only when its signer submits it under their own MLflow login",
             )
-        snap = self.snapshot()
         policy = self.policy(snap)
         target = policy.target(st.model, st.target)
         if target is None:
             raise InputError(f"policy.yaml at {snap.commit[:12]} has no target '{st.target}'")
-        if not policy.roles_of(user):
-            raise ApprovalError(f"{user} holds no role in policy.yaml at {snap.commit[:12]}")
+        if not policy.roles_of(principal):
+            raise ApprovalError(f"{principal} holds no role in policy.yaml at {snap.commit[:12]}")
         info = self.registry.get_version(st.model, st.version)
         identity = stores.bound_identity(self.store, info)  # the files' digests as the server recorded them
-        trail = AuditTrailView(self.store, user)
+        gov = self.governance(user, snap)
+        trail = gov.trail
         if st.action == "promote":
-            # registrant and trainer as the server recorded them from authenticated requests
-            candidate = Candidate(
-                model=st.model,
-                version=identity.version,
-                run_id=identity.run_id,
-                registered_by=trail.registered_by(st.model, identity.version),
-                trained_by=info.tags.get(tags.TRAINED_BY),
-            )
+            # registrant and trainer as the server recorded them from authenticated requests (a service account's
+            # training is the signer's of its committed training statement; both are excluded)
+            candidate = gov.candidate(info)
             exclude_trainer, exclude_registrant = separation_flags(target.rules)
-            did = duty_conflict(user, candidate, exclude_trainer=exclude_trainer, exclude_registrant=exclude_registrant)
+            did = duty_conflict(
+                principal, candidate, exclude_trainer=exclude_trainer, exclude_registrant=exclude_registrant
+            )
             if did:
                 raise ApprovalError(
-                    f"{user} {did} {st.model} v{identity.version}: separation of duties forbids approving it",
+                    f"{principal} {did} {st.model} v{identity.version}: separation of duties forbids approving it",
                     hint="ask another holder of the approver roles",
                 )
         check = check_approvals(
@@ -281,11 +285,15 @@ class ServerGovernance:
     # -- identity and registration -----------------------------------------------------------------------------------
     def record_run_created(self, user: str, run_id: str) -> None:
         """The trainer of a run is whoever created it through the server (overwrites any claimed name)."""
-        self.registry.set_run_tag(run_id, tags.TRAINED_BY, user)
+        self.registry.set_run_tag(run_id, tags.TRAINED_BY, self.principal(user))
 
     def record_registration(self, user: str, model_version: Mapping[str, Any]) -> int:
         """A version created through the server: its registrant is the authenticated user, its metrics are frozen,
         the lineage tags its run carries are kept as claims of the trainer."""
+        from mlops_layer.server.identity import login_details, registration_trainer
+
+        snap = self.snapshot()
+        registrant = self.principal(user, snap)
         name = str(model_version.get("name", ""))
         version = str(model_version.get("version", ""))
         run_id = str(model_version.get("run_id") or "") or None
@@ -298,17 +306,32 @@ class ServerGovernance:
                 run_tags, metrics = run.tags, run.metrics
                 trainer = run.tags.get(tags.TRAINED_BY)
                 self._backed_runs.add(run_id)
-        self.registry.set_version_tags(name, version, {tags.REGISTERED_BY: user, tags.TRAINED_BY: trainer or ""})
+        # a service account's run: the person who signed its committed training statement trained it
+        found, trainer_details = registration_trainer(
+            trainer,
+            name,
+            self.policy(snap),
+            snap.cards_dir,
+            snap.allowed_signers,
+            model_version.get("creation_timestamp"),
+        )
+        self.registry.set_version_tags(
+            name,
+            version,
+            {tags.REGISTERED_BY: registrant, tags.TRAINED_BY: found.principal or "", tags.TRAINED_VIA: found.via or ""},
+        )
         entry = self.store.append(
             actions.MODEL_REGISTERED,
-            actor=user,
+            actor=registrant,
             subject={"model": name, "version": version},
             git_commit=run_tags.get(tags.COMMIT) or None,
             run_id=run_id,
             details={
                 "source": model_version.get("source"),
                 "via": "server",
-                "trained_by": trainer,
+                **trainer_details,
+                **login_details(user, registrant),
+                "governance_commit": snap.commit,
                 "metrics": metrics,
                 # what the client wrote (run lineage tags, version tags such as claimed file digests): the trainer's
                 # and registrant's claims, attributed to them, not facts the server checked
@@ -349,9 +372,11 @@ class ServerGovernance:
         reason: str,
         run_id: str | None = None,
     ) -> int:
-        entry = self.store.append(
+        from mlops_layer.server.identity import LoginStore
+
+        entry = LoginStore(self.store, user).append(
             actions.REGISTRY_GUARD,
-            actor=user,
+            actor=self.principal(user),
             subject=dict(subject),
             run_id=run_id,
             decision="allowed" if allowed else "refused",
@@ -362,10 +387,12 @@ class ServerGovernance:
         return int(entry.seq)
 
     def record_alias_deleted(self, user: str, model: str, alias: str) -> None:
+        from mlops_layer.server.identity import LoginStore
+
         previous = self.registry.get_aliases(model).get(alias)
-        self.store.append(
+        LoginStore(self.store, user).append(
             actions.ALIAS_DELETED,
-            actor=user,
+            actor=self.principal(user),
             subject={"model": model, "alias": alias},
             details={"previous": previous, "via": "admin"},
         )
