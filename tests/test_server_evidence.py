@@ -104,6 +104,7 @@ def _version_with_profile(client: Any, model: str) -> str:
     run = client.create_run(exp, tags={"mlops.git.commit": "abc", "mlops.git.dirty": "false"})
     client.log_metric(run.info.run_id, "accuracy", 0.9)
     client.log_dict(run.info.run_id, build_profile(_frame(0), source="training").to_dict(), PROFILE_ARTIFACT)
+    client.log_text(run.info.run_id, "flavors: {}\n", "model/MLmodel")  # the files the server hashes at registration
     client.set_terminated(run.info.run_id)
     with contextlib.suppress(MlflowException):
         client.create_registered_model(model)
