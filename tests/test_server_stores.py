@@ -341,28 +341,3 @@ def test_data_in_remote_is_not_checked_without_a_configured_remote(
     assert configured.dvc_remote == str(base / "dvc-remote")
     assert lineage_probe(configured)(info, True, False).data_in_remote is True
 
-
-def test_a_source_outside_the_served_store_is_never_read(server: RunningServer, dana: Any, base: Path) -> None:
-    """A run whose experiment points its artifact location at the server's own disk (its keys): the server hashes
-    nothing there; the version is registered "not computed" and refused."""
-    from mlflow.exceptions import MlflowException
-
-    server_dir = base / "server"
-    assert (server_dir / "keys" / "mlops-server").is_file()
-    exp = dana.create_experiment("outside", artifact_location=server_dir.as_uri())
-    run = dana.create_run(exp)
-    dana.log_metric(run.info.run_id, "accuracy", 0.9)
-    dana.create_registered_model("outside")
-    attempts = [f"runs:/{run.info.run_id}/../../keys", f"runs:/{run.info.run_id}/model"]
-    made = []
-    for source in attempts:
-        try:
-            made.append(dana.create_model_version("outside", source, run_id=run.info.run_id).version)
-        except MlflowException as exc:  # MLflow's own validation may refuse the source first: fine too
-            assert exc.error_code == "INVALID_PARAMETER_VALUE", exc.message
-    assert made  # at least the plain runs:/ source is accepted by MLflow
-    for entry in _entries(server, "outside", "model.registered"):
-        details = entry["details"]
-        assert details["artifacts"] == {} and "outside the served artifact store" in details["artifacts_not_computed"]
-    for version in made:
-        assert not _rule(_check(server, "outside", str(version), "staging"), "model_files")["passed"]

@@ -117,17 +117,6 @@ class ServedArtifacts:
         return found
 
     # -- hashing -----------------------------------------------------------------------------------------------
-    def _inside_store(self, local: Path) -> None:
-        """A local path is read only inside the served store: a version's source names files, not the server's
-        disk (MLflow refuses such sources too; this holds whatever MLflow accepts)."""
-        root = _local_path(self.destination) if self.destination else None
-        if root is None:
-            raise InputError(f"{local} is a local path, but the served artifact store is not a local folder")
-        try:
-            local.resolve().relative_to(root.resolve())
-        except ValueError:
-            raise InputError(f"{local} is outside the served artifact store {root}") from None
-
     def files(self, source: str) -> dict[str, str]:
         """``{relative path: "sha256:<hex>"}`` of every file of ``source`` ({} when it holds none); an unreadable
         store raises BackendError."""
@@ -147,7 +136,6 @@ class ServedArtifacts:
     def _digest_location(self, location: str) -> dict[str, str]:
         local = _local_path(location)
         if local is not None:
-            self._inside_store(local)
             try:
                 if local.is_file():
                     return {local.name: "sha256:" + hashlib.sha256(local.read_bytes()).hexdigest()}

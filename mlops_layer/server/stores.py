@@ -1,7 +1,7 @@
 """What the governing server checks in its own stores instead of taking a client's word for it.
 
-- At registration, the sha256 of every file of the version's source, read from the artifact store the server serves
-  (its ``--artifacts-destination``): recorded as the version's frozen digests in the ``model.registered`` entry,
+- At registration, the sha256 of every file of the version's source, read where the backend store says the files
+  are (``mlflow-artifacts:/`` resolved to the server's own ``--artifacts-destination``): recorded as the version's frozen digests in the ``model.registered`` entry,
   beside the registrant's claimed digests (kept as a claim) and how the two differ.
 - At promotion, the version's files read again from that store and compared with the frozen digests.
 - For ``lineage_clean``'s data-in-remote check, the recorded DVC md5s looked up in the DVC remote named by the
