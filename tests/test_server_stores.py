@@ -340,4 +340,3 @@ def test_data_in_remote_is_not_checked_without_a_configured_remote(
     configured = load_server_config(config)
     assert configured.dvc_remote == str(base / "dvc-remote")
     assert lineage_probe(configured)(info, True, False).data_in_remote is True
-

@@ -411,4 +411,3 @@ class ServerGovernance:
         # committed allowed_signers; a raw Ed25519 PEM key signs in-process, an OpenSSH key through ssh-keygen
         size, head = self.store.head()
         self.store.add_checkpoint(make_checkpoint(size, head, datetime.now(timezone.utc), key, None))
-
