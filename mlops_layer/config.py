@@ -194,8 +194,12 @@ def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
     tracking = absolute_sqlite_url(str(values["tracking_uri"]), root)
     registry = absolute_sqlite_url(str(values["registry_uri"] or tracking), root)
     governance_dir = (root / str(values["governance_dir"])).resolve()
-    artifact_location = values["artifact_location"] or str(root / "mlartifacts")
-    if "://" not in artifact_location:
+    artifact_location = values["artifact_location"] or ""
+    if not artifact_location and not tracking.startswith(("http://", "https://", "databricks")):
+        # an embedded store keeps files next to it; a tracking server's clients use the server's artifact store
+        # (its default root, `mlflow-artifacts:/` when it serves artifacts), which every client and the server reach
+        artifact_location = str(root / "mlartifacts")
+    if artifact_location and "://" not in artifact_location:
         artifact_location = str((root / artifact_location).resolve())
     actor = values["actor"] or user_email(root) or getpass.getuser()
     checkpoint_key, max_unanchored = _audit_section(root, file_cfg.get("audit") or {})

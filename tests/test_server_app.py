@@ -315,7 +315,9 @@ def _workers(server: RunningServer) -> list[int]:
     return found
 
 
-def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(server: RunningServer, as_user: Any) -> None:
+def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(
+    server: RunningServer, as_user: Any, tmp_path: Path
+) -> None:
     dana = as_user("dana")
     versions = [_version(dana, "crash", 0.9)[0] for _ in range(6)]
     workers = _workers(server)
@@ -343,10 +345,14 @@ def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(server: Run
     while len(_workers(server)) < 2 and time.monotonic() < deadline:
         time.sleep(1)
     assert workers[0] not in _workers(server) and len(_workers(server)) >= 2
-    status, report = call(server, "admin", "POST", "/mlops/api/v1/audit/reconcile", {})
-    assert status == 200 and report["ok"], report
-    status, verify = call(server, "admin", "GET", "/mlops/api/v1/audit/verify")
-    assert status == 200 and verify["ok"], verify
+    # the CLI, in team mode: reconcile completes what the killed worker left half-done, then both pass
+    reconciled = _mlops(server, "admin", tmp_path, "audit", "reconcile", "--json")
+    assert reconciled.returncode == 0 and "NO-MLFLOW" in reconciled.stderr, reconciled.stdout + reconciled.stderr
+    assert json.loads(reconciled.stdout)["ok"] is True
+    verified = _mlops(server, "admin", tmp_path, "audit", "verify", "--json")
+    assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True, verified.stdout
+    refused = _mlops(server, "admin", tmp_path, "audit", "reconcile", "--record-incident")
+    assert refused.returncode == 2 and "--record-incident" in refused.stderr, refused.stderr
     holder = dana.get_registered_model("crash").aliases.get("staging")
     moved = _entries(server, "crash", "alias.set")
     assert moved and str(holder) == moved[-1]["subject"]["version"]
@@ -363,6 +369,15 @@ except SystemExit as exc:
 print("MLFLOW-IMPORTED" if "mlflow" in sys.modules else "NO-MLFLOW", file=sys.stderr)
 sys.exit(code)
 """
+
+
+def _mlops(server: RunningServer, user: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as ``user`` against the governing server (MLflow's credential variables only)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
+    env.update(MLFLOW_TRACKING_URI=server.url, MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=PASSWORDS[user])
+    return subprocess.run(
+        [sys.executable, "-c", _CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 def test_cli_detects_the_app_and_uses_mlflow_credentials(server: RunningServer, as_user: Any, tmp_path: Path) -> None:

@@ -199,6 +199,21 @@ class GoverningServer:
         body: dict[str, Any] = self._request("POST", "audit/reconcile", {})
         return body
 
+    def reconcile_report(self) -> Any:
+        """The server's comparison of its registry with its trail (``audit.reconcile.ReconcileReport``), after it
+        completed any promotion a killed worker left half-done."""
+        from mlops_layer.audit.reconcile import Finding, ReconcileReport
+
+        body = self.reconcile()
+        fields = ("kind", "model", "message", "alias", "version", "expected", "actual", "pending_seq")
+        findings = tuple(Finding(**{k: f.get(k) for k in fields}) for f in body.get("findings") or ())
+        return ReconcileReport(
+            ok=bool(body.get("ok")),
+            findings=findings,
+            models_checked=tuple(str(m) for m in body.get("models_checked") or ()),
+            incident_seqs=tuple(int(s) for s in body.get("incident_seqs") or ()),
+        )
+
     def status(self, model: str | None) -> dict[str, Any]:
         body: dict[str, Any] = self._request("GET", "status", {"model": model})
         return body

@@ -369,6 +369,16 @@ def reconcile_audit(
     from mlops_layer.audit.reconcile import reconcile, record_incidents
 
     cfg = _wiring.resolve(settings)
+    if registry is None and (server := _wiring.governing_server(cfg)) is not None:  # team mode: the server's trail
+        if record_incident:
+            raise InputError(
+                "--record-incident needs the trail itself: the governing server refuses out-of-band alias moves at "
+                "the registry, so its findings are a worker killed mid-promotion (recovered here) or an admin's change",
+                hint="run `mlops audit reconcile` without --record-incident; an admin records incidents on the "
+                "server's host with its settings",
+            )
+        report: ReconcileReport = server.reconcile_report()
+        return report
     sign = _incident_signer(cfg, Path(key_path).expanduser()) if record_incident and key_path else None
     if registry is None:
         registry = _wiring.registry(cfg)
