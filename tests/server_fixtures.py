@@ -24,6 +24,18 @@ from typing import Any
 from mlops_layer import signing
 
 ADMIN_PASSWORD = "Admin-pass-1234"
+# `python -c CLI_SNIPPET ARGS...` runs `mlops ARGS...` and says on stderr whether mlflow got imported
+CLI_SNIPPET = """
+import sys
+from mlops_layer.cli.main import main
+sys.argv = ["mlops", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+print("MLFLOW-IMPORTED" if "mlflow" in sys.modules else "NO-MLFLOW", file=sys.stderr)
+sys.exit(code)
+"""
 
 
 @dataclass
@@ -75,6 +87,16 @@ class RunningServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+def mlflow_client_as(server: RunningServer, user: str, password: str, monkeypatch: Any) -> Any:
+    """An MlflowClient on ``server`` sending ``user``'s credentials (MLflow's own variables, no retries)."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    return MlflowClient(server.url, server.url)
 
 
 def free_port() -> int:

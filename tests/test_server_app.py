@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, git, start_governing_server
+from server_fixtures import ADMIN_PASSWORD, RunningServer, git, mlflow_client_as, start_governing_server
+from server_fixtures import CLI_SNIPPET as _CLI
 
 from mlops_layer import signing
 
@@ -69,15 +70,7 @@ def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture
 def as_user(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Any:
     """``as_user(name)`` -> an MlflowClient sending that user's credentials (MLflow's own variables)."""
-    from mlflow import MlflowClient
-
-    def make(user: str) -> MlflowClient:
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORDS[user])
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        return MlflowClient(server.url, server.url)
-
-    return make
+    return lambda user: mlflow_client_as(server, user, PASSWORDS[user], monkeypatch)
 
 
 def _version(client: Any, model: str, accuracy: float, experiment: str = "team") -> tuple[str, str]:
@@ -356,19 +349,6 @@ def test_worker_killed_mid_promotions_then_reconcile_and_verify_pass(
     holder = dana.get_registered_model("crash").aliases.get("staging")
     moved = _entries(server, "crash", "alias.set")
     assert moved and str(holder) == moved[-1]["subject"]["version"]
-
-
-_CLI = """
-import sys
-from mlops_layer.cli.main import main
-sys.argv = ["mlops", *sys.argv[1:]]
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-print("MLFLOW-IMPORTED" if "mlflow" in sys.modules else "NO-MLFLOW", file=sys.stderr)
-sys.exit(code)
-"""
 
 
 def _mlops(server: RunningServer, user: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

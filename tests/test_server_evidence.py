@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, start_governing_server
+from server_fixtures import ADMIN_PASSWORD, RunningServer, mlflow_client_as, start_governing_server
+from server_fixtures import CLI_SNIPPET as _CLI
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -38,17 +39,6 @@ targets:
   champion:
     rules:
       - {type: drift_passed, dataset: data/holdout.csv}
-"""
-_CLI = """
-import sys
-from mlops_layer.cli.main import main
-sys.argv = ["mlops", *sys.argv[1:]]
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-print("MLFLOW-IMPORTED" if "mlflow" in sys.modules else "NO-MLFLOW", file=sys.stderr)
-sys.exit(code)
 """
 
 
@@ -82,12 +72,7 @@ def _frame(seed: int, shift: float = 0.0, rows: int = 400) -> pd.DataFrame:
 
 
 def _client(user: str, server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from mlflow import MlflowClient
-
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORDS[user])
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    return MlflowClient(server.url, server.url)
+    return mlflow_client_as(server, user, PASSWORDS[user], monkeypatch)
 
 
 def _version_with_profile(client: Any, model: str) -> str:

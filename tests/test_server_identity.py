@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, git, start_governing_server
+from server_fixtures import ADMIN_PASSWORD, RunningServer, git, mlflow_client_as, start_governing_server
 
 from mlops_layer import signing
 from mlops_layer.governance.approvals import CandidateIdentity, make_statement, sign_statement
@@ -80,15 +80,7 @@ def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture
 def as_user(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from mlflow import MlflowClient
-
-    def make(user: str) -> MlflowClient:
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORDS[user])
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        return MlflowClient(server.url, server.url)
-
-    return make
+    return lambda user: mlflow_client_as(server, user, PASSWORDS[user], monkeypatch)
 
 
 def _commit_card(server: RunningServer, model: str, extra: str = "") -> None:

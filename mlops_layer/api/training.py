@@ -231,7 +231,6 @@ def register(
     from mlops_layer.governance.cards import validate_model_name
     from mlops_layer.lineage import (
         LINEAGE_ARTIFACT,
-        TAG_AUDIT_SEQ,
         TAG_REGISTERED_BY,
         TAG_RUN,
         TAG_TRAINED_BY,
@@ -264,11 +263,7 @@ def register(
     )
     uri = model_uri or f"runs:/{run_id}/model"
     subject = {"model": name}
-    # team mode with the governing server: the server records the registration, as the authenticated user
-    governed = _wiring.governing_server(cfg) is not None
-    trail_cm: contextlib.AbstractContextManager[Any] = (
-        contextlib.nullcontext(_RecordedByServer()) if governed else _wiring.acting_trail(cfg)
-    )
+    governed, trail_cm = _registration_trail(cfg)
     with trail_cm as trail:
         trail.append(
             actions.MODEL_REGISTER_STARTED,
@@ -330,11 +325,7 @@ def register(
                 **proofs,
             },
         )
-    if governed:
-        recorded = registry.get_version(name, version.version).tags.get(TAG_AUDIT_SEQ)
-        seq = int(recorded) if recorded and recorded.isdigit() else None
-    else:
-        _wiring.mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: seq})
+    seq = _registration_seq(registry, name, version.version, seq, governed)
     if cfg.git_tags and lineage.git_commit:
         from mlops_layer.api.lifecycle import tag_registration, warn_all
 
@@ -349,22 +340,36 @@ class _RecordedByServer:
         return None
 
 
+def _registration_trail(cfg: Settings) -> tuple[bool, contextlib.AbstractContextManager[Any]]:
+    """(team mode with the governing server?, the trail a registration appends to): in team mode the server records
+    the registration itself, as the authenticated user, so the client appends nothing."""
+    governed = _wiring.governing_server(cfg) is not None
+    return governed, contextlib.nullcontext(_RecordedByServer()) if governed else _wiring.acting_trail(cfg)
+
+
+def _registration_seq(registry: MlflowRegistry, name: str, version: str, seq: int | None, governed: bool) -> int | None:
+    """The audit seq of a registration: the one the server tagged (team mode), or ours, mirrored onto the version."""
+    from mlops_layer.lineage import TAG_AUDIT_SEQ
+
+    if governed:
+        recorded = registry.get_version(name, version).tags.get(TAG_AUDIT_SEQ)
+        return int(recorded) if recorded and recorded.isdigit() else None
+    _wiring.mirror_tags(registry, name, version, {TAG_AUDIT_SEQ: seq})
+    return seq
+
+
 def _register_ungoverned(cfg: Settings, registry: MlflowRegistry, name: str, uri: str, run: Any) -> Registration:
     """Register a model the user logged with ``mlflow.<flavor>.log_model`` themselves: no lineage to copy, so the
     version says so (tag ``mlops.lineage.governed=false``, audit detail ``governed: false``)."""
     from mlops_layer.audit import actions
-    from mlops_layer.lineage import TAG_AUDIT_SEQ, TAG_REGISTERED_BY, TAG_RUN, TAG_TRAINED_BY
+    from mlops_layer.lineage import TAG_REGISTERED_BY, TAG_RUN, TAG_TRAINED_BY
     from mlops_layer.tags import LINEAGE_GOVERNED
 
     run_id = run.run_id if run is not None else None
     why = (
         f"run {run_id} was not opened by a governed run" if run_id else f"{uri} was logged outside any run"
     ) + ": the version has no governed lineage (no commit, data hashes or params); a lineage_clean rule refuses it"
-    # team mode with the governing server: the server records the registration, as the authenticated user
-    governed = _wiring.governing_server(cfg) is not None
-    trail_cm: contextlib.AbstractContextManager[Any] = (
-        contextlib.nullcontext(_RecordedByServer()) if governed else _wiring.acting_trail(cfg)
-    )
+    governed, trail_cm = _registration_trail(cfg)
     with trail_cm as trail:
         trail.append(
             actions.MODEL_REGISTER_STARTED,
@@ -391,11 +396,7 @@ def _register_ungoverned(cfg: Settings, registry: MlflowRegistry, name: str, uri
                 "metrics": metrics,
             },
         )
-    if governed:
-        recorded = registry.get_version(name, version.version).tags.get(TAG_AUDIT_SEQ)
-        seq = int(recorded) if recorded and recorded.isdigit() else None
-    else:
-        _wiring.mirror_tags(registry, name, version.version, {TAG_AUDIT_SEQ: seq})
+    seq = _registration_seq(registry, name, version.version, seq, governed)
     return Registration(name, version.version, run_id, uri, None, seq, governed=False, warnings=(why,))
 
 
