@@ -668,8 +668,15 @@ def digest_tree(folder: Path) -> dict[str, str]:
     """``{relative path: "sha256:<hex>"}`` of every file under ``folder`` (MLflow's download metadata left out)."""
     import hashlib
 
+    def sha256(path: Path) -> str:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:  # streamed: a model file may be larger than the memory
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
     return {
-        path.relative_to(folder).as_posix(): "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        path.relative_to(folder).as_posix(): "sha256:" + sha256(path)
         for path in sorted(p for p in folder.rglob("*") if p.is_file())
         if path.relative_to(folder).as_posix() not in DOWNLOAD_METADATA
     }
