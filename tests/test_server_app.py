@@ -406,6 +406,10 @@ def test_cli_detects_the_app_and_uses_mlflow_credentials(server: RunningServer, 
     assert report["ok"] and report["size"] >= entries[-1]["seq"] and report["checkpoints"], report
     local_only = mlops("audit", "verify", "--expect", "kept.json")
     assert local_only.returncode == 2 and "governing server" in local_only.stderr, local_only.stderr
+    # a command the server does not answer never opens a second, local trail behind its back
+    stray = mlops("migrate")
+    assert stray.returncode == 2 and "governing server" in stray.stderr and "owns the audit trail" in stray.stderr
+    assert "Traceback" not in stray.stderr and not (tmp_path / ".mlops" / "audit.db").exists()
     env["MLFLOW_TRACKING_PASSWORD"] = "wrong"
     denied = mlops("check", "cli-model", high, "--to", "staging")
     assert denied.returncode == 2 and "MLFLOW_TRACKING_USERNAME" in denied.stderr, denied.stderr

@@ -56,7 +56,17 @@ def audit_store(cfg: Settings) -> Iterator[AuditStore]:
     """The raw audit store (reads, verification, checkpoints); with ``audit.checkpoint_key``, closing it after an
     append signs a checkpoint, so every command leaves the tail anchored."""
     from mlops_layer.api._trust import open_store
+    from mlops_layer.errors import InputError
 
+    if governing_server(cfg) is not None:
+        # the server owns the trail: a local one would be a second trail nobody verifies, so never open one
+        raise InputError(
+            f"{cfg.tracking_uri} is a governing server: it owns the audit trail, and this command would read or "
+            "write a local one",
+            hint="in team mode use the commands the server answers (check, promote, rollback, approve, status, "
+            "history, drift, monitor, alerts ack/resolve, audit log/show/export/verify/reconcile); an admin runs "
+            "the others on the server's host with its settings",
+        )
     store = open_store(cfg)
     try:
         yield store
