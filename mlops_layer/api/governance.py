@@ -209,7 +209,7 @@ def approve(
         bound_identity,
         file_locks,
     )
-    from mlops_layer.governance.rules import duty_conflict, separation_flags
+    from mlops_layer.governance.rules_approvals import duty_conflict, separation_flags
 
     cfg = _wiring.resolve(settings)
     check_alias(to)

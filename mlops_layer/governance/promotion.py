@@ -27,20 +27,20 @@ from mlops_layer.governance.approvals import (
     utc_now,
 )
 from mlops_layer.governance.cards import ModelCard
-from mlops_layer.governance.decisions import Decision, RuleResult
-from mlops_layer.governance.digests import files_refusal
-from mlops_layer.governance.policy import DriftPassed, Evaluation, LineageClean, Policy
-from mlops_layer.governance.principals import Trainer
-from mlops_layer.governance.rules import (
+from mlops_layer.governance.context import (
     AliasHold,
     Candidate,
     DriftStatus,
     Holder,
     LineageStatus,
     PromotionContext,
-    evaluate,
-    evaluate_approvals,
 )
+from mlops_layer.governance.decisions import Decision, RuleResult
+from mlops_layer.governance.digests import files_refusal
+from mlops_layer.governance.policy import DriftPassed, Evaluation, LineageClean, Policy
+from mlops_layer.governance.principals import Trainer
+from mlops_layer.governance.rules import evaluate
+from mlops_layer.governance.rules_approvals import evaluate_approvals
 from mlops_layer.locks import file_lock, lock_path
 from mlops_layer.tags import mirror
 

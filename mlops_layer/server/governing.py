@@ -235,7 +235,7 @@ class ServerGovernance:
         """Record a signed approval/rejection submitted by ``user``: the signer must be ``user``, the signature must
         verify against the committed ``allowed_signers``, and separation of duties is judged from the trail."""
         from mlops_layer.governance.approvals import SignedApproval, check_approvals, default_verifier
-        from mlops_layer.governance.rules import duty_conflict, separation_flags
+        from mlops_layer.governance.rules_approvals import duty_conflict, separation_flags
 
         try:
             signed = SignedApproval.from_dict(dict(body))
