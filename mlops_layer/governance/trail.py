@@ -15,7 +15,7 @@ from mlops_layer.audit.registrations import RegistrationRecord, registration_rec
 from mlops_layer.errors import MlopsError
 from mlops_layer.governance.approvals import ApprovalStatement, SignedApproval
 from mlops_layer.governance.context import AliasHold, DriftStatus
-from mlops_layer.governance.promotion import AliasRecord
+from mlops_layer.governance.ports import AliasRecord
 
 _READ = (
     actions.ALIAS_SET,
