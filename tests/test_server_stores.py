@@ -197,7 +197,7 @@ def test_a_lying_claim_is_recorded_as_a_claim_and_refused(server: RunningServer,
     assert refused.value.error_code == "PERMISSION_DENIED" and "model.pkl" in refused.value.message
     # an approval binds the server's digests, not the claim
     status, ident = server.call("dana", "GET", f"/mlops/api/v1/approval-identity?model=lying&version={version}")
-    from mlops_layer.governance.promotion import content_digest
+    from mlops_layer.governance.candidates import content_digest
 
     assert status == 200 and ident["digest"] == content_digest(truth), ident
 
