@@ -101,7 +101,9 @@ class TrailPort(Protocol):
     def approvals(self, model: str, version: str, target: str) -> list[SignedApproval]: ...
     def alias_history(self, model: str) -> list[AliasHold]: ...
     def alias_record(self, model: str, alias: str) -> AliasRecord: ...
-    def drift_status(self, model: str, version: str, *, dataset: str | None = None) -> DriftStatus | None: ...
+    def drift_status(
+        self, model: str, version: str, *, dataset: str | None = None, md5: str | None = None
+    ) -> DriftStatus | None: ...
     def registered_by(self, model: str, version: str) -> str | None: ...
     def registration(self, model: str, version: str) -> RegistrationRecord | None: ...
     def last_set_seq(self, model: str, alias: str, version: str) -> int | None: ...
@@ -180,6 +182,9 @@ class Governance:
     # which governance the decision was judged under (commit, blob ids), recorded with every decision
     provenance: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()  # e.g. uncommitted governance edits that were ignored
+    # DVC path a drift_passed rule names -> the md5 DVC records for it at the governance commit (ConfigError: not
+    # tracked there); None: any recorded md5 counts (core tests)
+    dataset_md5: Callable[[str], str] | None = None
 
     # -- context ---------------------------------------------------------------------------------------------
     def candidate(self, info: Any, metrics: Mapping[str, float] | None = None) -> Candidate:
@@ -341,7 +346,9 @@ class Governance:
             history=tuple(self.trail.alias_history(name)),
             drift=self.trail.drift_status(name, cand.version),
             drift_datasets={
-                d: self.trail.drift_status(name, cand.version, dataset=d)
+                d: self.trail.drift_status(
+                    name, cand.version, dataset=d, md5=self.dataset_md5(d) if self.dataset_md5 else None
+                )
                 for d in {
                     r.dataset
                     for r in (target_policy.rules if target_policy else ())
