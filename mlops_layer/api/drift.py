@@ -213,6 +213,8 @@ def drift_check(
             f"an Evidently report needs the batch in memory, and engine {engine!r} never holds it",
             hint="leave out --report, or write the report from a sample with --engine memory",
         )
+    if log and name is not None:
+        _wiring.may_post_evidence(cfg)  # team mode: no check, no MLflow run for evidence the server would refuse
     try:
         return _checked(
             cfg, name, ref, current, reference, drift_cfg, columns, exclude, report, log, say, engine, spark_master
