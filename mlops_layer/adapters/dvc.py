@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,7 +376,7 @@ def committed_tracked(reader: Any, commit: str, root: Path, path: str) -> DataRe
     return _tracked_in(rel, refs, stages)
 
 
-def dataset_md5_at(reader: Any, commit: str, ref: str, root: Path) -> Any:
+def dataset_md5_at(reader: Any, commit: str, ref: str, root: Path) -> Callable[[str], str]:
     """For the drift gate: ``path -> md5`` as DVC records the dataset at ``commit`` (of ``ref``), the same commit the
     policy is read from; a path DVC does not track there is a ConfigError naming the path and the ref."""
     cache: dict[str, str] = {}

@@ -419,8 +419,8 @@ def _checked(
         except MlopsError as exc:
             warnings.append(f"could not log the drift check to MLflow: {exc}")
         drifted = [c.name for c in result.columns if c.drifted]
-        evidence, notes = dvc_evidence(cfg, current)  # the DVC path and md5 (at the governance ref) a rule may name
-        warnings.extend(notes)
+        evidence, dvc_notes = dvc_evidence(cfg, current)  # the DVC path and md5 (at the governance ref) a rule may name
+        warnings.extend(dvc_notes)
         with _wiring.evidence_trail(cfg) as trail:
             seq = trail.append(
                 actions.DRIFT_CHECKED,
