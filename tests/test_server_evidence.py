@@ -258,6 +258,11 @@ def test_without_the_monitoring_role_posting_is_refused(
     assert status == 403 and "dana may not post monitoring evidence" in body["message"], body
     status, body = server.call("olga", "GET", "/mlops/api/v1/evidence/may-post")
     assert status == 200 and body["roles"] == ["ops"] and body["principal"] == "olga", body
+    # `mlops monitor` asks first too: refused before the alias is resolved or a model loaded
+    monitored = _cli(server, "dana", tmp_path)("monitor", "unwatched@champion", "--batch", str(batch))
+    assert monitored.returncode == 1 and "dana may not post monitoring evidence" in monitored.stderr, (
+        monitored.stdout + monitored.stderr
+    )
     # the same command by a role holder does log its run (the search above can find one)
     ok = _cli(server, "olga", tmp_path)("drift", f"unwatched/{version}", "--current", str(batch))
     assert ok.returncode == 0, ok.stdout + ok.stderr
