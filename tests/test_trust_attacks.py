@@ -673,6 +673,30 @@ def test_an_uncommitted_dvc_record_makes_no_drift_evidence(project: Settings) ->
     assert code == 2 and "data/other.csv" in out, out
 
 
+def test_the_dataset_md5_is_read_from_the_commit_whether_dvc_file_or_dvc_lock(git_repo: Path) -> None:
+    """The adapter behind the gate: a dataset output by a pipeline stage (dvc.lock) or added (.dvc file), as the
+    commit holds them; the working copy's edits change nothing, an untracked path names itself and the ref."""
+    from mlops_layer.adapters.dvc import committed_tracked, dataset_md5_at
+    from mlops_layer.adapters.git import GitCommits
+
+    lock = "schema: '2.0'\nstages:\n  split:\n    cmd: python split.py\n    outs:\n    - path: data/holdout.csv\n"
+    (git_repo / "dvc.lock").write_text(lock + "      hash: md5\n      md5: " + "a" * 32 + "\n")
+    (git_repo / "data").mkdir()
+    (git_repo / "data" / "prod.csv.dvc").write_text("outs:\n- md5: " + "b" * 32 + "\n  hash: md5\n  path: prod.csv\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-qm", "dvc records")
+    (git_repo / "dvc.lock").write_text(lock + "      hash: md5\n      md5: " + "c" * 32 + "\n")
+    (git_repo / "data" / "prod.csv.dvc").write_text("outs:\n- md5: " + "d" * 32 + "\n  hash: md5\n  path: prod.csv\n")
+    reader = GitCommits(git_repo)
+    commit = git(git_repo, "rev-parse", "HEAD")
+    md5 = dataset_md5_at(reader, commit, "HEAD", git_repo)
+    assert (md5("data/holdout.csv"), md5("data/prod.csv")) == ("a" * 32, "b" * 32)
+    found = committed_tracked(reader, commit, git_repo, "data/holdout.csv")
+    assert found is not None and found.role == "out"
+    with pytest.raises(ConfigError, match=rf"data/other\.csv.*at HEAD \({commit[:12]}\)"):
+        md5("data/other.csv")
+
+
 def test_an_unreadable_drift_input_is_an_error_on_record_that_blocks_nothing(project: Settings) -> None:
     import numpy as np
     import pandas as pd
