@@ -127,7 +127,9 @@ class FakeTrail:
                 return AliasRecord(True, e["subject"]["version"], e["seq"])
         return AliasRecord(False, None)
 
-    def drift_status(self, model: str, version: str, *, dataset: str | None = None) -> DriftStatus | None:
+    def drift_status(
+        self, model: str, version: str, *, dataset: str | None = None, md5: str | None = None
+    ) -> DriftStatus | None:
         return None
 
     def registered_by(self, model: str, version: str) -> str | None:

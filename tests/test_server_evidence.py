@@ -9,11 +9,13 @@ recorded as not recomputed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -243,11 +245,36 @@ def test_without_the_monitoring_role_posting_is_refused(
     assert status == 403 and "monitoring_roles" in body["message"] and "ops" in body["message"], body
     cli = _cli(server, "dana", tmp_path)("drift", f"unwatched/{version}", "--current", str(batch))
     assert cli.returncode == 1 and "ops" in cli.stderr and "Traceback" not in cli.stderr, cli.stderr
+    assert "dana may not post monitoring evidence" in cli.stderr, cli.stderr  # the message a post gets
     assert _entries(server, "unwatched", "monitor.batch") == []
     assert _entries(server, "unwatched", "drift.checked") == []
+    # refused before the check: no MLflow run was logged for it in the drift experiment
+    assert _drift_runs(dana, "unwatched") == []
     # the admin holds no role in the policy either: MLflow's admin is not a monitoring principal
     status, body = _monitored(server, "admin", "unwatched", version, batch, sha, 400)
     assert status == 403, body
+    # the pre-check itself: the caller's monitoring roles, or the 403 a post would get
+    status, body = server.call("dana", "GET", "/mlops/api/v1/evidence/may-post")
+    assert status == 403 and "dana may not post monitoring evidence" in body["message"], body
+    status, body = server.call("olga", "GET", "/mlops/api/v1/evidence/may-post")
+    assert status == 200 and body["roles"] == ["ops"] and body["principal"] == "olga", body
+    # `mlops monitor` asks first too: refused before the alias is resolved or a model loaded
+    monitored = _cli(server, "dana", tmp_path)("monitor", "unwatched@champion", "--batch", str(batch))
+    assert monitored.returncode == 1 and "dana may not post monitoring evidence" in monitored.stderr, (
+        monitored.stdout + monitored.stderr
+    )
+    # the same command by a role holder does log its run (the search above can find one)
+    ok = _cli(server, "olga", tmp_path)("drift", f"unwatched/{version}", "--current", str(batch))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert len(_drift_runs(dana, "unwatched")) == 1
+
+
+def _drift_runs(client: Any, model: str) -> list[Any]:
+    """The MLflow runs `mlops drift` logged for ``model`` (any ``*-drift`` experiment)."""
+    ids = [e.experiment_id for e in client.search_experiments() if e.name.endswith("-drift")]
+    if not ids:
+        return []
+    return list(client.search_runs(ids, filter_string=f"tags.`mlops.drift.model` = '{model}'"))
 
 
 def test_a_claim_the_server_recomputes_differently_is_refused(
@@ -355,8 +382,43 @@ def test_a_dvc_dataset_in_the_servers_dvc_remote_is_recomputed_and_counts(
     md5 = (git_repo / "data" / "holdout.csv.dvc").read_text().split("md5: ")[1].split()[0]
     assert (data_dir / "files" / "md5" / md5[:2] / md5[2:]).is_file()  # what the server can read
     as_olga = _cli(server, "olga", git_repo)
+    # the server's clone does not track the dataset at its ref yet: a clear error naming the path and the ref
+    untracked = _cli(server, "dana", git_repo)("check", "dataset", version, "--to", "champion")
+    assert untracked.returncode == 2 and "data/holdout.csv" in untracked.stderr, untracked.stdout + untracked.stderr
+    assert "does not track it at main" in untracked.stderr, untracked.stderr
+    assert server.repo is not None
+    (server.repo / "data").mkdir(exist_ok=True)
+    shutil.copy(git_repo / "data" / "holdout.csv.dvc", server.repo / "data" / "holdout.csv.dvc")
+    git(server.repo, "add", "-A")
+    git(server.repo, "commit", "-qm", "track the holdout set")
+    time.sleep(1.2)  # the server re-resolves its ref at most once a second
     before = _cli(server, "dana", git_repo)("check", "dataset", version, "--to", "champion", "--json")
-    assert before.returncode == 1 and "data/holdout.csv" in before.stdout, before.stdout
+    assert before.returncode == 1 and "data/holdout.csv" in before.stdout, before.stdout + before.stderr
+
+    # a claim naming the dataset with other bytes' md5 (a working-copy .dvc edit) is refused and audited
+    quiet_md5 = hashlib.md5(b"other bytes").hexdigest()
+    forged = {
+        "action": "drift.checked",
+        "subject": {"model": "dataset", "version": version},
+        "decision": "passed",
+        "details": {
+            "passed": True,
+            "status": "passed",
+            "share": 0.0,
+            "n_current": 400,
+            "reference": f"dataset v{version} profile",
+            "current": "holdout.csv sha256:00",
+            "dvc_path": "data/holdout.csv",
+            "dvc_md5": quiet_md5,
+        },
+    }
+    status, body = server.call("olga", "POST", "/mlops/api/v1/evidence/drift", forged)
+    assert status == 403 and f"dvc_md5 of data/holdout.csv: claimed {quiet_md5}" in body["message"], body
+    assert "committed at main" in body["message"] and md5 in body["message"], body
+    assert _entries(server, "dataset", "drift.checked") == []
+    [refusal] = _entries(server, "dataset", "evidence.refused")
+    assert refusal["actor"] == "olga" and refusal["details"]["claim"]["dvc_md5"] == quiet_md5
+    assert refusal["details"]["recomputed"]["dvc_md5"] == md5
     checked = as_olga("drift", f"dataset/{version}", "--current", "data/holdout.csv", "--json")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     [drift] = _entries(server, "dataset", "drift.checked")

@@ -577,6 +577,126 @@ def test_drift_evidence_must_be_the_dataset_the_policy_names(project: Settings) 
     assert (last.details["dvc_path"], last.details["dvc_md5"]) == ("data/prod/batch.csv", md5)
 
 
+def test_an_uncommitted_dvc_record_makes_no_drift_evidence(project: Settings) -> None:
+    """The md5 a `drift_passed` rule naming a DVC path holds the data to is the one committed at the governance ref
+    (real DVC, real git): an insider who points the working copy's .dvc file or dvc.lock at a quiet dataset gets
+    a drift check that counts for nothing, and a check of an older committed version of the dataset stops counting
+    once a new one is committed."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    def dvc(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project.root, check=True, capture_output=True)
+
+    def frame(seed: int, shift: float = 0.0) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        return pd.DataFrame({"a": rng.normal(shift, 1.0, 400), "b": rng.normal(5 + 2 * shift, 2.0, 400)})
+
+    def drift(*, expect: int) -> list[str]:
+        code, out = cli(
+            "drift", f"credit/{version}", "--current", "data/holdout.csv", "--reference", "data/train.csv", "--json"
+        )
+        assert code == expect, out
+        return list(json.loads(out)["warnings"])
+
+    def drift_rule() -> str | None:
+        return failed(api.check("credit", version, "champion", settings=project)).get("drift_passed")
+
+    project.policy_file.write_text(
+        POLICY.replace(
+            "- {type: approvals, count: 1, roles: [model-risk]}",
+            "- {type: drift_passed, dataset: data/holdout.csv, min_rows: 50, max_age_days: 7}",
+        )
+    )
+    commit_governance(project.root, "champion needs a drift check of the holdout set")
+    version = train(project, 0.95)
+    data = project.root / "data"
+    data.mkdir()
+    frame(0).to_csv(data / "train.csv", index=False)
+    quiet = frame(1)
+    quiet.to_csv(data / "holdout.csv", index=False)
+    dvc("init", "-q")
+    dvc("add", "-q", "data/holdout.csv")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "holdout v1")
+    drift(expect=0)
+    assert drift_rule() is None  # the committed dataset, checked: the rule passes
+
+    # a new holdout set is committed: the check of the old one no longer counts
+    frame(2, shift=3.0).to_csv(data / "holdout.csv", index=False)
+    dvc("add", "-q", "data/holdout.csv")
+    git(project.root, "commit", "-qam", "holdout v2")
+    assert "no drift check of version" in (drift_rule() or "")
+    drift(expect=1)  # it drifts
+    assert "drift" in (drift_rule() or "")
+    committed_md5 = yaml.safe_load((data / "holdout.csv.dvc").read_text())["outs"][0]["md5"]
+
+    # attack 1: quiet bytes in the working copy, `dvc add` rewrites the .dvc file to match, nothing committed
+    quiet.to_csv(data / "holdout.csv", index=False)
+    dvc("add", "-q", "data/holdout.csv")
+    forged_md5 = yaml.safe_load((data / "holdout.csv.dvc").read_text())["outs"][0]["md5"]
+    assert forged_md5 != committed_md5
+    warnings = drift(expect=0)
+    assert any("uncommitted DVC record of data/holdout.csv is ignored" in w for w in warnings), warnings
+    assert any("differs from what DVC records for it at HEAD" in w for w in warnings), warnings
+    with AuditStore.open(project.audit_url) as store:
+        last = list(store.entries(model="credit", action=actions.DRIFT_CHECKED))[-1]
+    assert last.decision == "passed" and "dvc_md5" not in last.details
+    assert "drift" in (drift_rule() or "")  # the failed check of the committed dataset still stands
+    code, fails, warnings = cli_move("promote", "credit", version, "--to", "champion")
+    assert code == 1 and "drift" in fails["drift_passed"], fails
+    assert any("uncommitted DVC record of data/holdout.csv is ignored" in w for w in warnings), warnings
+
+    # attack 2: no .dvc file in the working copy, a dvc.lock stage claiming the quiet bytes instead
+    (data / "holdout.csv.dvc").unlink()
+    lock = yaml.safe_load((project.root / "dvc.lock").read_text())
+    lock["stages"]["holdout"] = {
+        "cmd": "true",
+        "outs": [{"path": "data/holdout.csv", "hash": "md5", "md5": forged_md5}],
+    }
+    (project.root / "dvc.lock").write_text(yaml.safe_dump(lock))
+    warnings = drift(expect=0)
+    assert any("uncommitted DVC record of data/holdout.csv is ignored" in w for w in warnings), warnings
+    assert "drift" in (drift_rule() or "")
+
+    # a dataset DVC does not track at the ref is a clear error naming the path and the ref
+    git(project.root, "checkout", "-q", "--", "data/holdout.csv.dvc", "dvc.lock")
+    project.policy_file.write_text(project.policy_file.read_text().replace("data/holdout.csv", "data/other.csv"))
+    commit_governance(project.root, "name a dataset DVC does not track")
+    with pytest.raises(ConfigError, match=r"data/other\.csv.*not track it at HEAD"):
+        api.check("credit", version, "champion", settings=project)
+    code, out = cli("check", "credit", version, "--to", "champion")
+    assert code == 2 and "data/other.csv" in out, out
+
+
+def test_the_dataset_md5_is_read_from_the_commit_whether_dvc_file_or_dvc_lock(git_repo: Path) -> None:
+    """The adapter behind the gate: a dataset output by a pipeline stage (dvc.lock) or added (.dvc file), as the
+    commit holds them; the working copy's edits change nothing, an untracked path names itself and the ref."""
+    from mlops_layer.adapters.dvc import committed_tracked, dataset_md5_at
+    from mlops_layer.adapters.git import GitCommits
+
+    lock = "schema: '2.0'\nstages:\n  split:\n    cmd: python split.py\n    outs:\n    - path: data/holdout.csv\n"
+    (git_repo / "dvc.lock").write_text(lock + "      hash: md5\n      md5: " + "a" * 32 + "\n")
+    (git_repo / "data").mkdir()
+    (git_repo / "data" / "prod.csv.dvc").write_text("outs:\n- md5: " + "b" * 32 + "\n  hash: md5\n  path: prod.csv\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-qm", "dvc records")
+    (git_repo / "dvc.lock").write_text(lock + "      hash: md5\n      md5: " + "c" * 32 + "\n")
+    (git_repo / "data" / "prod.csv.dvc").write_text("outs:\n- md5: " + "d" * 32 + "\n  hash: md5\n  path: prod.csv\n")
+    reader = GitCommits(git_repo)
+    commit = git(git_repo, "rev-parse", "HEAD")
+    md5 = dataset_md5_at(reader, commit, "HEAD", git_repo)
+    assert (md5("data/holdout.csv"), md5("data/prod.csv")) == ("a" * 32, "b" * 32)
+    found = committed_tracked(reader, commit, git_repo, "data/holdout.csv")
+    assert found is not None and found.role == "out"
+    with pytest.raises(ConfigError, match=rf"data/other\.csv.*at HEAD \({commit[:12]}\)"):
+        md5("data/other.csv")
+
+
 def test_an_unreadable_drift_input_is_an_error_on_record_that_blocks_nothing(project: Settings) -> None:
     import numpy as np
     import pandas as pd

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,14 +52,18 @@ class StageLock:
 
 
 def _load_yaml(path: Path, what: str) -> Any:
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path} does not exist") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
+    return _parse_yaml(text, path, what)
+
+
+def _parse_yaml(text: str, path: Path | str, what: str) -> Any:
+    import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -67,11 +71,11 @@ def _load_yaml(path: Path, what: str) -> Any:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(
             f"{path}{where}: corrupt {what} ({getattr(exc, 'problem', None) or exc})",
-            hint=f"fix the YAML syntax of {path.name}",
+            hint=f"fix the YAML syntax of {Path(path).name}",
         ) from None
 
 
-def _refs(items: Any, role: str, source: Path) -> tuple[DataRef, ...]:
+def _refs(items: Any, role: str, source: Path | str) -> tuple[DataRef, ...]:
     refs = []
     for item in items or []:
         if not isinstance(item, dict) or "path" not in item:
@@ -114,7 +118,10 @@ def read_lock(root: Path) -> dict[str, StageLock]:
             f"no {LOCK_FILE} in {root} yet",
             hint="run `dvc repro` first: lineage is read from what DVC recorded",
         )
-    data = _load_yaml(path, "DVC lock file")
+    return _lock_stages(_load_yaml(path, "DVC lock file"), path)
+
+
+def _lock_stages(data: Any, path: Path | str) -> dict[str, StageLock]:
     if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
         raise ConfigError(f"{path}: no 'stages' mapping; is this a DVC 3 lock file?", hint="rerun `dvc repro`")
     stages: dict[str, StageLock] = {}
@@ -181,7 +188,10 @@ def pipeline_outputs(root: Path) -> tuple[str, ...]:
 
 def read_dvc_file(path: Path) -> tuple[DataRef, ...]:
     """The outputs a ``.dvc`` file tracks."""
-    data = _load_yaml(path, ".dvc file")
+    return _dvc_file_refs(_load_yaml(path, ".dvc file"), path)
+
+
+def _dvc_file_refs(data: Any, path: Path | str) -> tuple[DataRef, ...]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: not a .dvc file")
     return _refs(data.get("outs"), "out", path)
@@ -343,12 +353,55 @@ def tracked(root: Path, path: str) -> DataRef | None:
     """How DVC records ``path`` (a file): its ``.dvc`` file, else the dvc.lock stage that outputs or reads it."""
     rel = path.strip("/")
     dvc_file = root / f"{rel}.dvc"
-    if dvc_file.is_file():
-        for ref in read_dvc_file(dvc_file):
-            if ref.path in (rel, Path(rel).name):
-                return DataRef(rel, ref.md5, ref.size, ref.nfiles, "out")
-    if (root / LOCK_FILE).is_file():
-        stages = read_lock(root)
+    refs = read_dvc_file(dvc_file) if dvc_file.is_file() else ()
+    stages = read_lock(root) if (root / LOCK_FILE).is_file() else {}
+    return _tracked_in(rel, refs, stages)
+
+
+def committed_tracked(reader: Any, commit: str, root: Path, path: str) -> DataRef | None:
+    """How DVC records ``path`` as ``commit`` holds its ``.dvc`` file or dvc.lock (``reader``: the git adapter's
+    ``GitCommits`` of the repository holding ``root``); the working copy is never read."""
+    rel = path.strip("/")
+    dvc_file = reader.read(commit, root / f"{rel}.dvc")
+    lock_file = reader.read(commit, root / LOCK_FILE)
+    where = f"@{commit[:12]}"
+    refs: tuple[DataRef, ...] = ()
+    if dvc_file.data is not None:
+        text = dvc_file.data.decode("utf-8", errors="replace")
+        refs = _dvc_file_refs(_parse_yaml(text, dvc_file.path + where, ".dvc file"), dvc_file.path + where)
+    stages: dict[str, StageLock] = {}
+    if lock_file.data is not None:
+        text = lock_file.data.decode("utf-8", errors="replace")
+        stages = _lock_stages(_parse_yaml(text, lock_file.path + where, "DVC lock file"), lock_file.path + where)
+    return _tracked_in(rel, refs, stages)
+
+
+def dataset_md5_at(reader: Any, commit: str, ref: str, root: Path) -> Callable[[str], str]:
+    """For the drift gate: ``path -> md5`` as DVC records the dataset at ``commit`` (of ``ref``), the same commit the
+    policy is read from; a path DVC does not track there is a ConfigError naming the path and the ref."""
+    cache: dict[str, str] = {}
+
+    def md5(path: str) -> str:
+        if path not in cache:
+            found = committed_tracked(reader, commit, root, path)
+            if found is None:
+                raise ConfigError(
+                    f"the policy names dataset {path}, but DVC does not track it at {ref} ({commit[:12]}): no "
+                    f"committed {path}.dvc and no {LOCK_FILE} entry for it",
+                    hint=f"`dvc add {path}` (or output it from a pipeline stage) and commit the .dvc file/{LOCK_FILE}; "
+                    "uncommitted DVC files count for nothing",
+                )
+            cache[path] = found.md5
+        return cache[path]
+
+    return md5
+
+
+def _tracked_in(rel: str, refs: tuple[DataRef, ...], stages: dict[str, StageLock]) -> DataRef | None:
+    for ref in refs:
+        if ref.path in (rel, Path(rel).name):
+            return DataRef(rel, ref.md5, ref.size, ref.nfiles, "out")
+    if stages:
         for stage in stages.values():
             for ref in stage.outs:
                 if ref.path == rel:

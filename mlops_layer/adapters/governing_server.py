@@ -182,6 +182,11 @@ class GoverningServer:
         body: dict[str, Any] = self._request("GET", "audit/export", params)
         return body
 
+    def may_post_evidence(self) -> dict[str, Any]:
+        """The caller's monitoring roles; PolicyViolation (the server's 403) when it holds none."""
+        body: dict[str, Any] = self._request("GET", "evidence/may-post")
+        return body
+
     def post_evidence(self, kind: str, entry: dict[str, Any]) -> dict[str, Any]:
         """Post drift (``kind`` "drift") or monitoring evidence; the server records it as the authenticated user."""
         body: dict[str, Any] = self._request("POST", f"evidence/{kind}", entry)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_layer.config import CONFIG_FILE, DEFAULT_GOVERNANCE_DIR, Settings, read_config_file
-from mlops_layer.errors import AuditIntegrityError, ConfigError, InputError
+from mlops_layer.errors import AuditIntegrityError, ConfigError, InputError, MlopsError
 
 # Keys of mlops.yaml that decide who and what is trusted: read from the commit, never from the working copy.
 SECURITY_KEYS = ("governance_dir", "governance_ref", "allowed_signers", "checkpoint_file", "audit")
@@ -81,6 +81,79 @@ def governance_files(cfg: Settings) -> Any:
     )
     files.warnings = (*warnings, *files.warnings)
     return files
+
+
+def committed_datasets(cfg: Settings, files: Any) -> tuple[Callable[[str], str], tuple[str, ...]]:
+    """For the drift gate: (DVC path -> md5 DVC records for it at the governance commit, warnings naming datasets
+    the policy names whose working-copy DVC record differs: that edit counts for nothing)."""
+    from mlops_layer.adapters import dvc
+    from mlops_layer.adapters.git import GitCommits
+
+    md5 = dvc.dataset_md5_at(GitCommits(cfg.root), files.commit, files.ref, cfg.root)
+    warnings = []
+    for path in sorted(files.policy.drift_datasets()):
+        try:
+            here, there = dvc.tracked(cfg.root, path), md5(path)
+        except MlopsError:
+            continue  # not tracked at the commit: the gate says so when a rule it evaluates names the path
+        if here is not None and here.md5 != there:
+            warnings.append(_uncommitted_dvc(path, here.md5, there, files.ref))
+    return md5, tuple(warnings)
+
+
+def _uncommitted_dvc(path: str, working: str, committed: str, ref: str) -> str:
+    return (
+        f"uncommitted DVC record of {path} is ignored (working copy md5 {working}, committed at {ref} {committed}): "
+        "the committed one counts"
+    )
+
+
+def dvc_evidence(cfg: Settings, current: Any) -> tuple[dict[str, str], tuple[str, ...]]:
+    """(``dvc_path``/``dvc_md5`` details, warnings): the checked file as DVC records it *at the governance ref*.
+
+    Recorded only when the file's bytes have the md5 that its ``.dvc`` file or dvc.lock records at that commit (the
+    one the policy is read from), so a ``drift_passed`` rule naming that DVC path can count the check; an
+    uncommitted edit of the ``.dvc`` file or dvc.lock counts for nothing."""
+    from mlops_layer.adapters import dvc
+    from mlops_layer.adapters.git import GitCommits
+
+    if not isinstance(current, (str, Path)) or not Path(current).is_file():
+        return {}, ()
+    try:
+        rel = Path(current).resolve().relative_to(cfg.root.resolve()).as_posix()
+    except ValueError:
+        return {}, ()
+    working = dvc.tracked(cfg.root, rel)
+    no_evidence = "this check is no evidence for a drift_passed rule naming that dataset"
+    reader = GitCommits(cfg.root)
+    if not reader.is_repo():
+        if working is None:
+            return {}, ()
+        return {}, (
+            f"{cfg.root} is not a git repository and the md5 DVC records for {rel} is read from a commit: "
+            f"{no_evidence}",
+        )
+    ref = committed_settings(cfg)[0].governance_ref
+    commit = reader.resolve(ref)
+    committed = dvc.committed_tracked(reader, commit, cfg.root, rel) if commit else None
+    if committed is None:
+        if working is None:
+            return {}, ()
+        return {}, (
+            f"{rel} is tracked by DVC in the working copy only, not at {ref}: uncommitted DVC files count "
+            f"for nothing, so {no_evidence}",
+        )
+    notes: tuple[str, ...] = ()
+    if working is not None and working.md5 != committed.md5:
+        notes = (_uncommitted_dvc(rel, working.md5, committed.md5, ref),)
+    md5 = dvc.file_md5(Path(current))
+    if md5 != committed.md5:
+        return {}, (
+            *notes,
+            f"{rel} differs from what DVC records for it at {ref} (md5 {md5}, recorded {committed.md5}): {no_evidence}",
+        )
+    assert commit is not None
+    return {"dvc_path": rel, "dvc_md5": md5, "dvc_commit": commit}, notes
 
 
 def committed_signers(cfg: Settings, safe: Settings) -> tuple[Path | None, tuple[str, ...]]:

@@ -98,6 +98,14 @@ def evidence_trail(cfg: Settings) -> Iterator[Any]:
         yield trail
 
 
+def may_post_evidence(cfg: Settings) -> None:
+    """Team mode: refuse (the server's 403, as a post would get) before any work is done or MLflow run logged for
+    evidence the caller may not post; locally nothing to ask."""
+    server = governing_server(cfg)
+    if server is not None:
+        server.may_post_evidence()
+
+
 @contextlib.contextmanager
 def governance_trail(cfg: Settings) -> Iterator[AuditTrailView]:
     """The governance view of the trail (approvals, alias history, drift verdicts), acting as ``cfg.actor``."""

@@ -213,6 +213,8 @@ def drift_check(
             f"an Evidently report needs the batch in memory, and engine {engine!r} never holds it",
             hint="leave out --report, or write the report from a sample with --engine memory",
         )
+    if log and name is not None:
+        _wiring.may_post_evidence(cfg)  # team mode: no check, no MLflow run for evidence the server would refuse
     try:
         return _checked(
             cfg, name, ref, current, reference, drift_cfg, columns, exclude, report, log, say, engine, spark_master
@@ -264,31 +266,6 @@ def _record_unreadable(cfg: Settings, name: str, ref: str | None, current: Any, 
             },
         )
     return seq
-
-
-def _dvc_evidence(cfg: Settings, current: Any) -> tuple[dict[str, str], str | None]:
-    """(``dvc_path``/``dvc_md5`` details, a warning): the checked file as DVC records it, when it does.
-
-    Recorded only when the file's bytes have the md5 that its ``.dvc`` file or dvc.lock records, so a
-    ``drift_passed`` rule naming that DVC path can count the check."""
-    from mlops_layer.adapters import dvc
-
-    if not isinstance(current, (str, Path)) or not Path(current).is_file():
-        return {}, None
-    try:
-        rel = Path(current).resolve().relative_to(cfg.root.resolve()).as_posix()
-    except ValueError:
-        return {}, None
-    tracked = dvc.tracked(cfg.root, rel)
-    if tracked is None:
-        return {}, None
-    md5 = dvc.file_md5(Path(current))
-    if md5 != tracked.md5:
-        return {}, (
-            f"{rel} differs from what DVC records for it (md5 {md5}, recorded {tracked.md5}): this check is no "
-            "evidence for a drift_passed rule naming that dataset"
-        )
-    return {"dvc_path": rel, "dvc_md5": md5}, None
 
 
 def _checked(
@@ -432,6 +409,7 @@ def _checked(
         result = dataclasses.replace(result, report=str(written.path), report_scores=dict(written.scores))
 
     if log and name is not None and info is not None:
+        from mlops_layer.api._trust import dvc_evidence
         from mlops_layer.audit import actions
 
         say("recording the result", None, None)
@@ -441,9 +419,8 @@ def _checked(
         except MlopsError as exc:
             warnings.append(f"could not log the drift check to MLflow: {exc}")
         drifted = [c.name for c in result.columns if c.drifted]
-        evidence, note = _dvc_evidence(cfg, current)  # the DVC path and md5 a drift_passed rule may name
-        if note:
-            warnings.append(note)
+        evidence, dvc_notes = dvc_evidence(cfg, current)  # the DVC path and md5 (at the governance ref) a rule may name
+        warnings.extend(dvc_notes)
         with _wiring.evidence_trail(cfg) as trail:
             seq = trail.append(
                 actions.DRIFT_CHECKED,

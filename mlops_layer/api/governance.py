@@ -62,7 +62,7 @@ def _lineage_probe(cfg: Settings) -> Any:
 
 def _governance(cfg: Settings, trail: AuditTrailView) -> Governance:
     """The promotion flow wired to MLflow, the open audit trail and the governance files *as committed*."""
-    from mlops_layer.api._trust import check_files, governance_files
+    from mlops_layer.api._trust import check_files, committed_datasets, governance_files
     from mlops_layer.api.evaluation import evaluator
     from mlops_layer.governance.approvals import default_verifier
     from mlops_layer.governance.ports import file_locks
@@ -70,6 +70,7 @@ def _governance(cfg: Settings, trail: AuditTrailView) -> Governance:
 
     files = governance_files(cfg)  # policy, cards and signers from the commit, never the working copy
     registry = _wiring.registry(cfg)
+    dataset_md5, dataset_warnings = committed_datasets(cfg, files)  # named datasets as DVC records them there
     return Governance(
         registry=registry,
         trail=trail,
@@ -82,7 +83,8 @@ def _governance(cfg: Settings, trail: AuditTrailView) -> Governance:
         evaluator=evaluator(cfg, registry),
         file_check=lambda source, expected: check_files(registry, source, expected),
         provenance=files.record(),
-        warnings=files.warnings,
+        warnings=(*files.warnings, *dataset_warnings),
+        dataset_md5=dataset_md5,
     )
 
 

@@ -161,6 +161,7 @@ def _monitor(
     if ref is None:
         raise InputError(f"{name_at_alias!r} names no serving version", hint="use NAME@ALIAS, e.g. churn@champion")
     alias = ref if "@" in name_at_alias else None
+    _wiring.may_post_evidence(cfg)  # team mode: refused before any scoring or MLflow run, as the post would be
     policy = load_policy_document(cfg.policy_file, missing_ok=True)  # parsed once for its alerts: and drift:
     alert_rules = list(rules) if rules is not None else alert_rules_from_document(policy)
     factory = notices.notifier_factory(cfg, notifications)

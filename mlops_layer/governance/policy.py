@@ -235,6 +235,17 @@ class Policy:
         per_model = self.model_targets.get(model, {})
         return per_model.get(alias) or self.targets.get(alias)
 
+    def drift_datasets(self) -> set[str]:
+        """The DVC paths the ``drift_passed`` rules name (any target, any model)."""
+        sections = [self.targets, *self.model_targets.values()]
+        return {
+            r.dataset
+            for targets in sections
+            for target in targets.values()
+            for r in target.rules
+            if isinstance(r, DriftPassed) and r.dataset
+        }
+
     def promotion_chain(self, model: str, alias: str) -> list[str]:
         """``alias`` preceded by the aliases its ``promotion_order`` rules require to be held first (staging, then
         champion): the order in which a new version walks the targets."""

@@ -51,6 +51,9 @@ class Governance(Execution):
     # which governance the decision was judged under (commit, blob ids), recorded with every decision
     provenance: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()  # e.g. uncommitted governance edits that were ignored
+    # DVC path a drift_passed rule names -> the md5 DVC records for it at the governance commit (ConfigError: not
+    # tracked there); None: any recorded md5 counts (core tests)
+    dataset_md5: Callable[[str], str] | None = None
 
     def context(self, name: str, version: str, target: str, *, action: str = "promote") -> PromotionContext:
         info = self.registry.get_version(name, version)
@@ -103,7 +106,9 @@ class Governance(Execution):
             history=tuple(self.trail.alias_history(name)),
             drift=self.trail.drift_status(name, cand.version),
             drift_datasets={
-                d: self.trail.drift_status(name, cand.version, dataset=d)
+                d: self.trail.drift_status(
+                    name, cand.version, dataset=d, md5=self.dataset_md5(d) if self.dataset_md5 else None
+                )
                 for d in {
                     r.dataset
                     for r in (target_policy.rules if target_policy else ())

@@ -181,11 +181,14 @@ class AuditTrailView(ActingTrail):
         actual = entry.details.get("actual")
         return entry.seq, None if actual is None else str(actual), dict(entry.details)
 
-    def drift_status(self, model: str, version: str, *, dataset: str | None = None) -> DriftStatus | None:
+    def drift_status(
+        self, model: str, version: str, *, dataset: str | None = None, md5: str | None = None
+    ) -> DriftStatus | None:
         """The latest drift check of the version *on production data*: a batch `mlops monitor` recorded for this
         model (any alias; matched by content hash) and that counts as evidence. Checks on other files are recorded
         but satisfy nothing: they are counted in ``ignored``. With ``dataset`` (a DVC path named by the policy), only
-        checks of that file whose bytes had the md5 DVC recorded for it count. A check whose input could not be read
+        checks of that file whose bytes had the md5 DVC recorded for it count; with ``md5`` (what DVC records for it
+        at the governance commit), only checks of exactly those bytes. A check whose input could not be read
         (decision ``error``) is no verdict: it neither counts nor blocks."""
         production = {
             str(e.details.get("batch_sha256"))
@@ -201,7 +204,8 @@ class AuditTrailView(ActingTrail):
                 continue
             details = e.details
             if dataset is not None:
-                if details.get("dvc_path") != dataset or not details.get("dvc_md5"):
+                recorded = details.get("dvc_md5")
+                if details.get("dvc_path") != dataset or not recorded or (md5 is not None and recorded != md5):
                     ignored += 1
                     continue
             else:

@@ -64,6 +64,7 @@ class Endpoints:
             ("audit/reconcile", "POST"): self.audit_reconcile,
             ("audit/show", "GET"): lambda user, p: evidence.audit_show(self.governance(), user, _need(p, "seq")[0]),
             ("audit/export", "GET"): lambda user, p: evidence.audit_export(self.governance(), user, p),
+            ("evidence/may-post", "GET"): lambda user, p: evidence.may_post(self.governance(), user),
             ("evidence/drift", "POST"): lambda user, p: evidence.record_evidence(self.governance(), user, p, "drift"),
             ("evidence/monitoring", "POST"): lambda user, p: evidence.record_evidence(
                 self.governance(), user, p, "monitoring"

@@ -27,6 +27,7 @@ from typing import Any
 
 from mlops_layer.audit import actions
 from mlops_layer.errors import InputError, MlopsError, PolicyViolation
+from mlops_layer.server import datasets
 
 DRIFT_ACTIONS = (actions.DRIFT_CHECKED,)
 MONITORING_ACTIONS = (
@@ -60,6 +61,15 @@ def require_monitoring_role(gov: Any, user: str, snap: Any) -> tuple[str, ...]:
         f"{', '.join(policy.roles_of(user)) or 'none'}",
         hint="ask for one of those roles in the committed policy.yaml",
     )
+
+
+def may_post(gov: Any, user: str) -> dict[str, Any]:
+    """Whether ``user`` may post monitoring evidence (403 with the same message a post gets, when not): clients ask
+    before they compute a check or log an MLflow run for it."""
+    snap = gov.snapshot()
+    principal = gov.principal(user, snap)
+    held = require_monitoring_role(gov, principal, snap)
+    return {"user": user, "principal": principal, "roles": list(held), "governance_commit": snap.commit}
 
 
 def _append_body(params: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -255,6 +265,8 @@ def record_evidence(gov: Any, user: str, params: Mapping[str, Any], kind: str) -
         if body["decision"] != "error":
             if not isinstance(claimed.get("passed"), bool) or claimed["passed"] != (body["decision"] == "passed"):
                 raise InputError("the details' passed must be a boolean agreeing with the decision")
+            if (wrong := datasets.claim_problem(gov, snap, claimed)) is not None:  # the committed md5, or refused
+                _refuse(gov, store, user, body, wrong[1], [wrong[0]], "the md5 DVC records at the governance ref")
             mine = recompute_drift(gov, snap, subject["model"], subject["version"], claimed)
             recomputed = mine
             if isinstance(mine, dict) and (problems := drift_mismatch(claimed, mine)):
@@ -311,7 +323,7 @@ def _refuse(
     raise PolicyViolation(
         f"{body['action']} evidence for {subject['model']} v{subject['version']} refused: {what} disagrees "
         f"({'; '.join(problems)}); refusal audited as #{entry.seq}",
-        hint="check the same file again; the committed settings apply",
+        hint="check the file as committed at the governance ref again; the committed settings apply",
     )
 
 

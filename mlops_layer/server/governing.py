@@ -17,7 +17,7 @@ from mlops_layer import tags
 from mlops_layer.audit import actions
 from mlops_layer.config import Settings
 from mlops_layer.errors import ApprovalError, InputError, MlopsError
-from mlops_layer.server import stores
+from mlops_layer.server import datasets, stores
 from mlops_layer.server.config import ServerConfig
 from mlops_layer.server.locks import LockFactory, promotion_locks
 from mlops_layer.server.source import GovernanceSnapshot, GovernanceSource
@@ -123,6 +123,7 @@ class ServerGovernance:
             lineage_probe=stores.lineage_probe(self.config),
             file_check=stores.file_check(self.registry),
             decision_details={"governance_commit": snap.commit, "governance_ref": snap.ref, "via": "server"},
+            dataset_md5=datasets.dataset_md5(self, snap),
         )
 
     # -- decisions -------------------------------------------------------------------------------------------------
