@@ -298,3 +298,19 @@ def test_monitoring_evidence_is_posted_as_the_logins_principal(server: RunningSe
     [entry] = _entries(server, "watched-by-dana", "alert.acknowledged")
     assert entry["actor"] == DANA and entry["details"]["mlflow_user"] == "dana"
     assert entry["details"]["posted_with_roles"] == ["risk"]
+
+
+def test_a_service_account_may_record_retraining_but_no_other_monitoring_evidence(server: RunningServer) -> None:
+    """`mlops retrain` in team mode posts its retrain.* entries; CI runs it under a service account (no role)."""
+    started = {"action": "retrain.started", "subject": {"model": "retrained"}, "details": {"reasons": ["cadence"]}}
+    status, body = server.call("ci-bot", "POST", "/mlops/api/v1/evidence/monitoring", started)
+    assert status == 200, body
+    [entry] = _entries(server, "retrained", "retrain.started")
+    assert entry["actor"] == "ci-bot" and entry["details"]["posted_with_roles"] == ["service account"]
+    status, body = server.call("rita", "POST", "/mlops/api/v1/evidence/monitoring", started)
+    assert status == 403 and "monitoring_roles" in body["message"], body
+    ack = {"action": "alert.acknowledged", "subject": {"model": "retrained"}, "details": {"alert_id": "x"}}
+    status, body = server.call("ci-bot", "POST", "/mlops/api/v1/evidence/monitoring", ack)
+    assert status == 403, body
+    assert len(_entries(server, "retrained", "retrain.started")) == 1
+    assert _entries(server, "retrained", "alert.acknowledged") == []
