@@ -158,6 +158,14 @@ def test_an_admin_migrates_what_the_server_holds_no_digests_of(
     for name, text in FILES.items():
         admin.log_text(late_run.info.run_id, text, f"model/{name}")
 
+    # a client loading the version (`mlops monitor`) finds no digests to verify its bytes against yet
+    from mlops_layer import api
+    from mlops_layer.api.loading import registered_digests
+
+    (tmp_path / "mlops.yaml").write_text(f"tracking_uri: {server.url}\nexperiment: migrate\n")
+    cfg = api.settings(tmp_path)
+    assert registered_digests(cfg, "before-app", old) is None and registered_digests(cfg, "late-files", late) is None
+
     # a data scientist may not migrate: exit 1, the refusal audited
     size = len(_entries(server))
     denied = _mlops(server, "dana", tmp_path, "migrate", "--json")
@@ -199,6 +207,8 @@ def test_an_admin_migrates_what_the_server_holds_no_digests_of(
     assert snapshots["late-files"]["details"]["registration_seq"] == late_entry["seq"]
     status, verify = server.call("admin", "GET", "/mlops/api/v1/audit/verify")
     assert status == 200 and verify["ok"] and max(c["size"] for c in verify["checkpoints"]) == verify["size"]
+
+    assert registered_digests(cfg, "before-app", old) == TRUTH == registered_digests(cfg, "late-files", late)
 
     # the migrated digests bind the bytes: a swap after migration is refused, the restored bytes pass
     late_pkl = _on_disk(base / "server", late_run.info.artifact_uri) / "model.pkl"
