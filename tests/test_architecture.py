@@ -140,6 +140,14 @@ def test_one_room_per_capability_in_the_facade() -> None:
     assert all(n <= 500 for n in sizes.values()), f"api modules over 500 lines: {sizes}"
 
 
+def test_governance_modules_stay_small() -> None:
+    """The governance core stays in modules of one responsibility each: none grows past 600 lines."""
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in (PACKAGE / "governance").glob("*.py")}
+    assert {"promotion.py", "rules.py", "policy.py"} <= set(sizes)
+    too_long = {name: n for name, n in sizes.items() if n > 600}
+    assert not too_long, f"governance modules over 600 lines (split them by responsibility): {too_long}"
+
+
 def test_the_facade_exports_what_it_names() -> None:
     api = importlib.import_module("mlops_layer.api")
     assert sorted(api.__all__) == sorted(set(api.__all__))

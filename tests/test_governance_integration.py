@@ -22,7 +22,7 @@ from mlops_layer.cli.main import app
 from mlops_layer.config import Settings
 from mlops_layer.errors import ApprovalError
 from mlops_layer.governance.approvals import SignedApproval, default_signer, make_statement, sign_statement
-from mlops_layer.governance.promotion import bound_identity
+from mlops_layer.governance.candidates import bound_identity
 from mlops_layer.governance.trail import AuditTrailView
 
 POLICY = textwrap.dedent(

@@ -16,15 +16,12 @@ from mlops_layer.audit.actions import ALIAS_SET, PROMOTION_DECIDED, ROLLBACK_DEC
 from mlops_layer.audit.registrations import RegistrationRecord
 from mlops_layer.errors import BackendError, NotFoundError
 from mlops_layer.governance.approvals import SignedApproval, make_statement
+from mlops_layer.governance.candidates import bound_identity
 from mlops_layer.governance.cards import ModelCard
+from mlops_layer.governance.execution import previous_holder
 from mlops_layer.governance.policy import parse_policy
-from mlops_layer.governance.promotion import (
-    AliasRecord,
-    Governance,
-    bound_identity,
-    file_locks,
-    previous_holder,
-)
+from mlops_layer.governance.ports import AliasRecord, file_locks
+from mlops_layer.governance.promotion import Governance
 from mlops_layer.governance.rules import AliasHold, DriftStatus
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)

@@ -197,7 +197,7 @@ def test_a_lying_claim_is_recorded_as_a_claim_and_refused(server: RunningServer,
     assert refused.value.error_code == "PERMISSION_DENIED" and "model.pkl" in refused.value.message
     # an approval binds the server's digests, not the claim
     status, ident = server.call("dana", "GET", f"/mlops/api/v1/approval-identity?model=lying&version={version}")
-    from mlops_layer.governance.promotion import content_digest
+    from mlops_layer.governance.candidates import content_digest
 
     assert status == 200 and ident["digest"] == content_digest(truth), ident
 
@@ -210,6 +210,31 @@ def test_unreadable_files_are_not_computed_and_refused(server: RunningServer, da
     decision = _check(server, "empty", version, "staging")
     files = _rule(decision, "model_files")
     assert not decision["allowed"] and not files["passed"] and why in files["message"], files
+
+
+def test_a_source_outside_the_served_store_is_not_read(server: RunningServer, dana: Any, tmp_path: Path) -> None:
+    """A data scientist points an experiment's artifact location at another place the server can reach (a folder on
+    its disk here; another bucket in production) and registers `runs:/ID/model` from it. MLflow itself refuses
+    relative and local-path sources; the server adds that it reads only the store it serves: the version is
+    recorded as not computed (outside the store), its promotion refused, and nothing of that place is read."""
+    from mlflow.exceptions import MlflowException
+
+    outside = tmp_path / "server-secrets"
+    (outside / "model").mkdir(parents=True)
+    (outside / "model" / "id_ed25519").write_text("not a model")
+    with contextlib.suppress(MlflowException):
+        dana.create_registered_model("elsewhere")
+    exp = dana.create_experiment("elsewhere", artifact_location=outside.as_uri())
+    run = dana.create_run(exp)
+    dana.set_terminated(run.info.run_id)
+    mv = dana.create_model_version("elsewhere", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    [entry] = _entries(server, "elsewhere", "model.registered")
+    assert entry["subject"]["version"] == str(mv.version)
+    why = entry["details"]["artifacts_not_computed"]
+    assert entry["details"]["artifacts"] == {} and "outside the artifact store" in why, why
+    assert "id_ed25519" not in json.dumps(entry)
+    decision = _check(server, "elsewhere", str(mv.version), "staging")
+    assert not decision["allowed"] and not _rule(decision, "model_files")["passed"]
 
 
 @pytest.fixture(scope="module")

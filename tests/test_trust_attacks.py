@@ -654,7 +654,7 @@ def self_approval(cfg: Settings, keys: dict[str, Path], version: str) -> None:
     """alice signs an approval of ``version`` herself and appends it to the trail, skipping `mlops approve`."""
     from mlops_layer.api import _wiring
     from mlops_layer.governance.approvals import default_signer, make_statement, sign_statement
-    from mlops_layer.governance.promotion import bound_identity
+    from mlops_layer.governance.candidates import bound_identity
 
     info = _wiring.registry(cfg).get_version("credit", version)
     with _wiring.governance_trail(cfg) as trail:

@@ -302,7 +302,7 @@ def decision_from_dict(body: dict[str, Any]) -> Any:
 
 
 def result_from_dict(body: dict[str, Any]) -> Any:
-    from mlops_layer.governance.promotion import PromotionResult
+    from mlops_layer.governance.ports import PromotionResult
 
     return PromotionResult(
         decision=decision_from_dict(body),

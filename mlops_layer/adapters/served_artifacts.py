@@ -119,11 +119,35 @@ class ServedArtifacts:
     # -- hashing -----------------------------------------------------------------------------------------------
     def files(self, source: str) -> dict[str, str]:
         """``{relative path: "sha256:<hex>"}`` of every file of ``source`` ({} when it holds none); an unreadable
-        store raises BackendError."""
+        store raises BackendError, a location outside the served store InputError."""
         merged: dict[str, str] = {}
         for location in self.locations(source):
+            self._require_served(source, location)
             merged.update(self._digest_location(location))
         return merged
+
+    def _require_served(self, source: str, location: str) -> None:
+        """The server hashes only what it serves: a version's source is the client's to name, and a path or URL
+        elsewhere (``/``, another bucket, an internal host) would have the server walk and fetch it on their behalf."""
+        dest = self.destination
+        if not dest:
+            raise InputError(
+                f"{source}: this server serves no artifacts (no --artifacts-destination), so it reads no model files",
+                hint="run the governing server as `mlflow server --app-name mlops --artifacts-destination ...`",
+            )
+        here, root = _local_path(location), _local_path(dest)
+        if here is not None and root is not None:
+            inside = os.path.realpath(here) == os.path.realpath(root) or os.path.realpath(here).startswith(
+                os.path.realpath(root).rstrip(os.sep) + os.sep
+            )
+        else:
+            inside = location.rstrip("/") == dest.rstrip("/") or location.startswith(dest.rstrip("/") + "/")
+        if not inside or any(part == ".." for part in location.split("/")):
+            raise InputError(
+                f"{source} lies outside the artifact store this server serves ({dest}): the server hashes only files "
+                "it serves",
+                hint="log the model through the tracking server (its default artifact root), then register it",
+            )
 
     def digests(self, source: str) -> dict[str, str]:
         """Like :meth:`files`, but a source without files raises too: there is nothing to bind."""

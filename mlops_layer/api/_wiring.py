@@ -85,8 +85,9 @@ def acting_trail(cfg: Settings) -> Iterator[ActingTrail]:
 
 @contextlib.contextmanager
 def evidence_trail(cfg: Settings) -> Iterator[Any]:
-    """Where drift and monitoring evidence goes: the governing server in team mode (it records the entry as the
-    logged-in user, who must hold a monitoring role), else the acting trail."""
+    """Where drift, monitoring and retraining entries go: the governing server in team mode (it records each entry
+    as the logged-in user, who must hold a monitoring role or, for retraining, be a service account), else the
+    acting trail."""
     server = governing_server(cfg)
     if server is not None:
         from mlops_layer.adapters.governing_server import EvidenceTrail

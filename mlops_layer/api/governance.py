@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from mlops_layer.governance.cards import ModelCard
     from mlops_layer.governance.decisions import Decision
     from mlops_layer.governance.policy import Policy
-    from mlops_layer.governance.promotion import Governance, PromotionResult
+    from mlops_layer.governance.ports import PromotionResult
+    from mlops_layer.governance.promotion import Governance
     from mlops_layer.governance.trail import AuditTrailView
 
 
@@ -64,7 +65,8 @@ def _governance(cfg: Settings, trail: AuditTrailView) -> Governance:
     from mlops_layer.api._trust import check_files, governance_files
     from mlops_layer.api.evaluation import evaluator
     from mlops_layer.governance.approvals import default_verifier
-    from mlops_layer.governance.promotion import Governance, file_locks
+    from mlops_layer.governance.ports import file_locks
+    from mlops_layer.governance.promotion import Governance
 
     files = governance_files(cfg)  # policy, cards and signers from the commit, never the working copy
     registry = _wiring.registry(cfg)
@@ -200,16 +202,13 @@ def approve(
         make_statement,
         sign_statement,
     )
+    from mlops_layer.governance.candidates import bound_identity
+    from mlops_layer.governance.execution import approvals_tag, approvals_tag_value
     from mlops_layer.governance.identity import principal_for_key
     from mlops_layer.governance.policy import check_alias
-    from mlops_layer.governance.promotion import (
-        Governance,
-        approvals_tag,
-        approvals_tag_value,
-        bound_identity,
-        file_locks,
-    )
-    from mlops_layer.governance.rules import duty_conflict, separation_flags
+    from mlops_layer.governance.ports import file_locks
+    from mlops_layer.governance.promotion import Governance
+    from mlops_layer.governance.rules_approvals import duty_conflict, separation_flags
 
     cfg = _wiring.resolve(settings)
     check_alias(to)

@@ -64,6 +64,10 @@ def _last_trained(cfg: Settings, name: str) -> datetime | None:
     from mlops_layer.audit import actions
 
     last = None
+    if (server := _wiring.governing_server(cfg)) is not None:  # team mode: the registrations are the server's
+        for entry in server.audit_entries(model=name, action=actions.MODEL_REGISTERED, since=None, limit=None):
+            last = entry.timestamp
+        return last
     with _wiring.audit_store(cfg) as trail:
         for entry in trail.entries(model=name, action=actions.MODEL_REGISTERED):
             last = entry.timestamp
@@ -178,7 +182,7 @@ def retrain(
             what=f"retraining of {name!r}",
             hint="another `mlops retrain` of this model is running; wait for it and check `mlops status`",
         ),
-        _wiring.acting_trail(cfg) as trail,
+        _wiring.evidence_trail(cfg) as trail,
     ):
         before = {v.version for v in registry.versions(name)} if registry.model_exists(name) else set()
         aliases_before = registry.get_aliases(name) if before else {}
@@ -231,7 +235,7 @@ def retrain(
         promoted.append(target)
     waiting = len(promoted) < len(targets)
     notified = _notify_waiting(cfg, name, challenger, targets[len(promoted)], decision) if waiting else ()
-    with _wiring.acting_trail(cfg) as trail:
+    with _wiring.evidence_trail(cfg) as trail:
         seqs.append(
             trail.append(
                 actions.RETRAIN_COMPLETED,

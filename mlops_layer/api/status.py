@@ -45,7 +45,7 @@ def pending_approvals(cfg: Settings, model: str, aliases: dict[str, str]) -> tup
     from datetime import datetime, timezone
 
     from mlops_layer.audit import actions
-    from mlops_layer.governance.rules import DEFAULT_APPROVAL_AGE_DAYS
+    from mlops_layer.governance.rules_approvals import DEFAULT_APPROVAL_AGE_DAYS
 
     pending: dict[tuple[str, str], dict[str, datetime]] = {}
     try:

@@ -303,7 +303,7 @@ def register(
                 proofs["trainer_proof"] = json.loads(run.tags[TAG_TRAINER_PROOF])
         if cfg.signing_key is not None:
             from mlops_layer.api._trust import identity_proof
-            from mlops_layer.governance.promotion import content_digest
+            from mlops_layer.governance.candidates import content_digest
 
             proofs["registrant_proof"] = identity_proof(
                 cfg, "registrant", model=name, run_id=run_id, digest=content_digest(digests)

@@ -14,8 +14,8 @@ from mlops_layer.audit.acting import ActingTrail
 from mlops_layer.audit.registrations import RegistrationRecord, registration_records
 from mlops_layer.errors import MlopsError
 from mlops_layer.governance.approvals import ApprovalStatement, SignedApproval
-from mlops_layer.governance.promotion import AliasRecord
-from mlops_layer.governance.rules import AliasHold, DriftStatus
+from mlops_layer.governance.context import AliasHold, DriftStatus
+from mlops_layer.governance.ports import AliasRecord
 
 _READ = (
     actions.ALIAS_SET,

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from mlops_layer.errors import MlopsError
-from mlops_layer.governance.rules import LineageStatus, lineage_from_tags
+from mlops_layer.governance.context import LineageStatus
+from mlops_layer.governance.rules_evidence import lineage_from_tags
 from mlops_layer.lineage import Lineage
 from mlops_layer.tags import LINEAGE
 

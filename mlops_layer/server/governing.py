@@ -31,7 +31,7 @@ SERVER_OWNED_TAGS = (tags.TRAINED_BY, tags.REGISTERED_BY, tags.TRAINED_VIA)
 class AliasMove:
     """The outcome of a guarded alias move: the promotion result and the governance commit it was judged under."""
 
-    result: Any  # governance.promotion.PromotionResult
+    result: Any  # governance.ports.PromotionResult
     commit: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,8 +139,8 @@ class ServerGovernance:
         Setting an alias back to its immediately previous holder is judged as a rollback. ``rollback=True`` with
         ``version=""`` means "back to the previous holder", whatever it is.
         """
+        from mlops_layer.governance.execution import previous_holder
         from mlops_layer.governance.policy import check_alias
-        from mlops_layer.governance.promotion import previous_holder
 
         check_alias(alias)
         snap = self.snapshot()
@@ -235,7 +235,7 @@ class ServerGovernance:
         """Record a signed approval/rejection submitted by ``user``: the signer must be ``user``, the signature must
         verify against the committed ``allowed_signers``, and separation of duties is judged from the trail."""
         from mlops_layer.governance.approvals import SignedApproval, check_approvals, default_verifier
-        from mlops_layer.governance.rules import duty_conflict, separation_flags
+        from mlops_layer.governance.rules_approvals import duty_conflict, separation_flags
 
         try:
             signed = SignedApproval.from_dict(dict(body))

@@ -68,6 +68,6 @@ def promotion_locks(audit_url: str, state_dir: Path) -> LockFactory:
     """Advisory locks on the audit database when it is PostgreSQL, else the machine-local file lock."""
     if audit_url.startswith("postgresql"):
         return AdvisoryLocks(audit_url)
-    from mlops_layer.governance.promotion import file_locks
+    from mlops_layer.governance.ports import file_locks
 
     return file_locks(state_dir)

@@ -93,10 +93,10 @@ def lineage_probe(config: ServerConfig) -> Any:
 
 def bound_identity(store: Any, info: Any) -> Any:
     """What an approval of ``info`` binds on the server: the version and the sha256 of the files the server recorded
-    at its registration (``governance.promotion.bound_identity``), the same identity a promotion checks."""
+    at its registration (``governance.candidates.bound_identity``), the same identity a promotion checks."""
     from mlops_layer.audit import actions
     from mlops_layer.audit.registrations import registration_records
-    from mlops_layer.governance.promotion import bound_identity as bind
+    from mlops_layer.governance.candidates import bound_identity as bind
 
     entries = store.entries(model=info.name, action=[actions.MODEL_REGISTERED, actions.MODEL_SNAPSHOT])
     return bind(info, registration_records(entries).get((info.name, str(info.version))))
