@@ -407,7 +407,7 @@ def test_cli_detects_the_app_and_uses_mlflow_credentials(server: RunningServer, 
     local_only = mlops("audit", "verify", "--expect", "kept.json")
     assert local_only.returncode == 2 and "governing server" in local_only.stderr, local_only.stderr
     # a command the server does not answer never opens a second, local trail behind its back
-    stray = mlops("migrate")
+    stray = mlops("report", "cli-model", "--no-mlflow")
     assert stray.returncode == 2 and "governing server" in stray.stderr and "owns the audit trail" in stray.stderr
     assert "Traceback" not in stray.stderr and not (tmp_path / ".mlops" / "audit.db").exists()
     env["MLFLOW_TRACKING_PASSWORD"] = "wrong"

@@ -219,6 +219,11 @@ class GoverningServer:
             incident_seqs=tuple(int(s) for s in body.get("incident_seqs") or ()),
         )
 
+    def migrate(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """``mlops migrate`` done by the server (MLflow admins only): ``{"recorded": [...], "skipped": [...]}``."""
+        body: dict[str, Any] = self._request("POST", "migrate", {"dry_run": dry_run})
+        return body
+
     def status(self, model: str | None) -> dict[str, Any]:
         body: dict[str, Any] = self._request("GET", "status", {"model": model})
         return body

@@ -193,11 +193,13 @@ def open_store(cfg: Settings) -> Any:
 
 # -- bound model bytes -------------------------------------------------------------------------------------------
 def recorded_digests(store: Any, model: str, version: str) -> dict[str, str] | None:
-    """The digests the first registration of ``model`` v``version`` fixed (None: nothing recorded)."""
+    """The digests the first registration of ``model`` v``version`` fixed, or a migration filled in (None: nothing
+    recorded)."""
     from mlops_layer.audit import actions
     from mlops_layer.audit.registrations import registration_records
 
-    records = registration_records(store.entries(model=model, action=actions.MODEL_REGISTERED))
+    entries = store.entries(model=model, action=[actions.MODEL_REGISTERED, actions.MODEL_SNAPSHOT])
+    records = registration_records(entries)
     record = records.get((model, str(version)))
     return dict(record.artifacts) if record is not None and record.artifacts else None
 

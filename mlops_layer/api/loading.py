@@ -63,8 +63,12 @@ def registered_digests(cfg: Settings, name: str, version: str) -> dict[str, str]
     if (server := _wiring.governing_server(cfg)) is not None:  # team mode (`mlops monitor`): the server's record
         from mlops_layer.audit.registrations import registration_records
 
-        found = server.audit_entries(model=name, action="model.registered", since=None, limit=None)
-        record = registration_records(found).get((name, str(version)))
+        found = [
+            e
+            for action in ("model.registered", "model.snapshot")  # a migration's snapshot may hold the digests
+            for e in server.audit_entries(model=name, action=action, since=None, limit=None)
+        ]
+        record = registration_records(sorted(found, key=lambda e: e.seq)).get((name, str(version)))
         return dict(record.artifacts) if record is not None and record.artifacts else None
     with _wiring.audit_store(cfg) as trail:
         return recorded_digests(trail, name, str(version))

@@ -29,12 +29,20 @@ class MigrationReport:
 def migrate(*, dry_run: bool = False, settings: Settings | None = None) -> MigrationReport:
     """Record a frozen metrics snapshot (and file digests, when missing) for every version registered without one.
 
-    ``dry_run`` lists what would be recorded. Returns a :class:`MigrationReport`.
+    ``dry_run`` lists what would be recorded. Returns a :class:`MigrationReport`. Against a governing server the
+    server does it (``POST /mlops/api/v1/migrate``): only an MLflow admin may, and the digests are the ones it computes
+    from its own artifact store, recorded as its own (``artifacts_by: server``); a non-admin is refused (exit 1).
     """
     from mlops_layer.audit import actions
     from mlops_layer.audit.registrations import registration_records
 
     cfg = _wiring.resolve(settings)
+    if (server := _wiring.governing_server(cfg)) is not None:
+        # team mode: the server computes digests and metrics from its own stores and records them (admins only)
+        body = server.migrate(dry_run=dry_run)
+        return MigrationReport(
+            tuple(dict(r) for r in body.get("recorded") or ()), tuple(str(s) for s in body.get("skipped") or ())
+        )
     registry = _wiring.registry(cfg)
     recorded: list[dict[str, Any]] = []
     skipped: list[str] = []

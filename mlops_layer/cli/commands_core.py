@@ -135,7 +135,8 @@ def migrate_cmd(
 ) -> None:
     """Record a frozen metrics snapshot (audited) for versions registered before snapshots existed.
 
-    Until then the metric rules refuse such a version, naming what it lacks. Example: mlops migrate --dry-run
+    Until then the metric rules refuse such a version, naming what it lacks. Against a governing server the server
+    does it (MLflow admins only), digests computed from its own artifact store. Example: mlops migrate --dry-run
     """
     from mlops_layer import api
 

@@ -66,9 +66,35 @@ def files_refusal(record: Any) -> str | None:
     if problem:
         return (
             f"the server recorded no file digests at registration ({problem}); the version's bytes cannot be "
-            "bound, so it cannot be promoted: make its files readable to the server and register it again"
+            "bound, so it cannot be promoted: make its files readable to the server and register it again (or have "
+            "an MLflow admin run `mlops migrate`, which records the digests the server computes then)"
         )
     claim: str | None = getattr(record, "claim_problem", None)
     if claim:
         return f"{claim}: the files the registrant saw are not the files the server holds; register a new version"
     return None
+
+
+def migration_need(record: Any) -> tuple[bool, bool, str | None]:
+    """What a migration by the governing server must record for a version: (metrics snapshot, server digests, why it
+    cannot). ``record`` is the version's ``RegistrationRecord`` after earlier snapshots (None: no registration entry).
+
+    Digests count as the server's only when it computed them (at registration, or in an earlier migration snapshot);
+    digests a registrant's client recorded are kept, and checked against the served files at every promotion. A
+    registration that fixed its digests is never re-decided: a snapshot fills gaps, it does not replace.
+    """
+    if record is None:
+        return True, True, None
+    metrics = getattr(record, "metrics", None) is None
+    artifacts = getattr(record, "artifacts", None) or {}
+    if not artifacts:
+        return metrics, True, None
+    if getattr(record, "digests_not_computed", None):
+        # digests filled by a snapshot the server did not compute: the server's snapshot cannot override them
+        return (
+            metrics,
+            False,
+            "its registration has no server-computed digests and a snapshot not computed by the server already "
+            "filled them in; register it again through the server",
+        )
+    return metrics, False, None

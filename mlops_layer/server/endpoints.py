@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlops_layer.errors import InputError, MlopsError
-from mlops_layer.server import evidence
+from mlops_layer.server import evidence, migrate
 from mlops_layer.server.governing import ServerGovernance
 
 PREFIX = "/mlops/api/v1/"
@@ -69,6 +69,7 @@ class Endpoints:
             ("evidence/monitoring", "POST"): lambda user, p: evidence.record_evidence(
                 self.governance(), user, p, "monitoring"
             ),
+            ("migrate", "POST"): lambda user, p: migrate.migrate(self.governance(), user, p),
         }
 
     def before_request(self) -> Any:
