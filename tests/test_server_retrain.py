@@ -1,0 +1,122 @@
+"""`mlops retrain` in team mode, end to end on real tools: the example project's DVC pipeline trains and registers
+through the governing server (PostgreSQL + `mlflow server --app-name mlops`), CI's service account retrains it on a
+labelled batch, and the server decides and records every step — no local audit trail is ever opened.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import git
+from server_fixtures import RunningServer, start_governing_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import demo  # noqa: E402
+
+from mlops_layer import api  # noqa: E402
+from mlops_layer.adapters import dvc  # noqa: E402
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+MODEL = "breast-cancer-classifier"
+PASSWORD = "Ci-bot-pass-1234"
+POLICY = """version: 1
+roles:
+  alice@example.com: [model-risk]
+service_accounts: [ci-bot]
+targets:
+  staging:
+    auto_promote: true
+    rules:
+      - {type: metric_threshold, metric: accuracy, min: 0.8}
+  champion:
+    auto_promote: true
+    rules:
+      - {type: no_regression, metric: accuracy, direction: higher, min_delta: -0.2}
+      - {type: promotion_order, must_have_held: staging}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    from pg_fixtures import create_database
+
+    backend, auth, audit = (create_database(pg_server_url) for _ in range(3))
+    srv = start_governing_server(
+        backend,
+        auth,
+        audit,
+        tmp_path_factory.mktemp("retrain-server"),
+        policy=POLICY,
+        users={"ci-bot": PASSWORD},
+        signers={},
+    )
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def ws(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The example project pointed at the governing server, v1 trained, registered and promoted as ci-bot."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PATH")}
+    os.environ.update(MLFLOW_TRACKING_USERNAME="ci-bot", MLFLOW_TRACKING_PASSWORD=PASSWORD)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    try:
+        root = demo.prepare_workspace(tmp_path_factory.mktemp("team-retrain") / "ws")
+        (root / "governance" / "policy.yaml").write_text(POLICY)
+        (root / "mlops.yaml").write_text(f"tracking_uri: {server.url}\nexperiment: team-retrain\n")
+        git(root, "commit", "-qam", "team mode: the governing server")
+        dvc.repro(root)
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", "v1: dvc.lock, metrics and outputs")
+        cfg = api.settings(root)
+        for target in ("staging", "champion"):
+            assert api.promote(MODEL, "1", target, settings=cfg).moved
+        yield root
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _entries(server: RunningServer, action: str) -> list[dict[str, Any]]:
+    status, body = server.call("ci-bot", "GET", f"/mlops/api/v1/audit/log?model={MODEL}&action={action}")
+    assert status == 200, body
+    return list(body["entries"])
+
+
+def test_ci_retrains_through_the_governing_server(server: RunningServer, ws: Path) -> None:
+    frame = pd.read_csv(ws / "data" / "raw" / "breast_cancer.csv").sample(120, random_state=3)
+    batch = ws.parent / "labelled.csv"
+    frame.to_csv(batch, index=False)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ.update(MLFLOW_TRACKING_USERNAME="ci-bot", MLFLOW_TRACKING_PASSWORD=PASSWORD)
+    try:
+        result = api.retrain(MODEL, data=batch, settings=api.settings(ws))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert result.ran and result.version == "2" and result.promoted_to == ("staging", "champion"), result
+    started, completed = _entries(server, "retrain.started"), _entries(server, "retrain.completed")
+    assert [e["actor"] for e in started] == ["ci-bot"] and [e["actor"] for e in completed] == ["ci-bot"]
+    assert completed[0]["subject"]["version"] == "2" and completed[0]["details"]["via"] == "server"
+    decided = _entries(server, "promotion.decided")
+    assert {(e["subject"]["version"], e["subject"]["alias"], e["decision"]) for e in decided} >= {
+        ("2", "staging", "allowed"),
+        ("2", "champion", "allowed"),
+    }
+    [registered] = [e for e in _entries(server, "model.registered") if e["subject"]["version"] == "2"]
+    assert registered["actor"] == "ci-bot" and registered["details"]["artifacts_by"] == "server"
+    assert registered["details"]["artifacts"]  # the server hashed the challenger's files from its own store
+    # nothing was written to a local trail: the server owns it
+    assert not (ws / ".mlops" / "audit.db").exists()
