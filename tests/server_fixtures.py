@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,3 +234,33 @@ def start_governing_server(
             server.stop()
             raise RuntimeError(f"creating user {user} failed: {status} {body}")
     return server
+
+
+@contextlib.contextmanager
+def governing_server(pg_server_url: str, base: Path, **options: Any) -> Iterator[RunningServer]:
+    """``start_governing_server`` on three fresh databases of ``pg_server_url`` (MLflow's store, basic-auth's users,
+    the audit trail); stopped on exit. ``options`` as for ``start_governing_server``."""
+    from pg_fixtures import create_database
+
+    backend, auth, audit = (create_database(pg_server_url) for _ in range(3))
+    srv = start_governing_server(backend, auth, audit, base, **options)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@contextlib.contextmanager
+def mlflow_login(user: str, password: str) -> Iterator[None]:
+    """MLflow's credential variables set to ``user`` for the block (what the CLI and the api send), then restored."""
+    keys = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

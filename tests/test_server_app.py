@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, git, mlflow_client_as, start_governing_server
+from server_fixtures import ADMIN_PASSWORD, RunningServer, git, governing_server, mlflow_client_as
 from server_fixtures import CLI_SNIPPET as _CLI
 
 from mlops_layer import signing
@@ -51,20 +51,14 @@ def call(server: RunningServer, user: str | None, method: str, path: str, body: 
 
 @pytest.fixture(scope="module")
 def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    from pg_fixtures import create_database
-
-    backend, auth, audit = (create_database(pg_server_url) for _ in range(3))
-    srv = start_governing_server(
-        backend,
-        auth,
-        audit,
+    with governing_server(
+        pg_server_url,
         tmp_path_factory.mktemp("governing"),
         policy=POLICY,
         users={u: p for u, p in PASSWORDS.items() if u != "admin"},
         signers={"april": ["mlops-approval"], "dana": ["mlops-approval"]},
-    )
-    yield srv
-    srv.stop()
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, mlflow_client_as, start_governing_server
+from server_fixtures import ADMIN_PASSWORD, RunningServer, governing_server, mlflow_client_as
 from server_fixtures import CLI_SNIPPET as _CLI
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -51,21 +51,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[RunningServer]:
-    from pg_fixtures import create_database
-
-    backend, auth, audit = (create_database(pg_server_url) for _ in range(3))
-    srv = start_governing_server(
-        backend,
-        auth,
-        audit,
+    with governing_server(
+        pg_server_url,
         tmp_path_factory.mktemp("governing"),
         policy=POLICY,
         users={u: p for u, p in PASSWORDS.items() if u != "admin"},
         signers={"olga": ["mlops-approval"]},
         extra_config=f"data_dir: {data_dir}\n",
-    )
-    yield srv
-    srv.stop()
+    ) as srv:
+        yield srv
 
 
 def _frame(seed: int, shift: float = 0.0, rows: int = 400) -> pd.DataFrame:

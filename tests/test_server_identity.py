@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, git, mlflow_client_as, start_governing_server
+from server_fixtures import ADMIN_PASSWORD, RunningServer, git, governing_server, mlflow_client_as
 
 from mlops_layer import signing
 from mlops_layer.governance.approvals import CandidateIdentity, make_statement, sign_statement
@@ -62,20 +62,14 @@ NO_STATEMENT = "trained by service account ci-bot with no signed training statem
 
 @pytest.fixture(scope="module")
 def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    from pg_fixtures import create_database
-
-    backend, auth, audit = (create_database(pg_server_url) for _ in range(3))
-    srv = start_governing_server(
-        backend,
-        auth,
-        audit,
+    with governing_server(
+        pg_server_url,
         tmp_path_factory.mktemp("identity"),
         policy=POLICY,
         users={u: p for u, p in PASSWORDS.items() if u != "admin"},
         signers={DANA: ["mlops-approval", "mlops-training"], APRIL: ["mlops-approval"]},
-    )
-    yield srv
-    srv.stop()
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture

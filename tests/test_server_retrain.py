@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import git
-from server_fixtures import RunningServer, start_governing_server
+from server_fixtures import RunningServer, governing_server, mlflow_login
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import demo  # noqa: E402
@@ -44,46 +44,36 @@ targets:
 
 @pytest.fixture(scope="module")
 def server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    from pg_fixtures import create_database
-
-    backend, auth, audit = (create_database(pg_server_url) for _ in range(3))
-    srv = start_governing_server(
-        backend,
-        auth,
-        audit,
+    with governing_server(
+        pg_server_url,
         tmp_path_factory.mktemp("retrain-server"),
         policy=POLICY,
         users={"ci-bot": PASSWORD},
         signers={},
-    )
-    yield srv
-    srv.stop()
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def ws(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The example project pointed at the governing server, v1 trained, registered and promoted as ci-bot."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PATH")}
-    os.environ.update(MLFLOW_TRACKING_USERNAME="ci-bot", MLFLOW_TRACKING_PASSWORD=PASSWORD)
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    saved_path = os.environ["PATH"]
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{saved_path}"  # dvc repro runs `python`
     try:
-        root = demo.prepare_workspace(tmp_path_factory.mktemp("team-retrain") / "ws")
-        (root / "governance" / "policy.yaml").write_text(POLICY)
-        (root / "mlops.yaml").write_text(f"tracking_uri: {server.url}\nexperiment: team-retrain\n")
-        git(root, "commit", "-qam", "team mode: the governing server")
-        dvc.repro(root)
-        git(root, "add", "-A")
-        git(root, "commit", "-qm", "v1: dvc.lock, metrics and outputs")
-        cfg = api.settings(root)
-        for target in ("staging", "champion"):
-            assert api.promote(MODEL, "1", target, settings=cfg).moved
+        with mlflow_login("ci-bot", PASSWORD):
+            root = demo.prepare_workspace(tmp_path_factory.mktemp("team-retrain") / "ws")
+            (root / "governance" / "policy.yaml").write_text(POLICY)
+            (root / "mlops.yaml").write_text(f"tracking_uri: {server.url}\nexperiment: team-retrain\n")
+            git(root, "commit", "-qam", "team mode: the governing server")
+            dvc.repro(root)
+            git(root, "add", "-A")
+            git(root, "commit", "-qm", "v1: dvc.lock, metrics and outputs")
+            cfg = api.settings(root)
+            for target in ("staging", "champion"):
+                assert api.promote(MODEL, "1", target, settings=cfg).moved
         yield root
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        os.environ["PATH"] = saved_path
 
 
 def _entries(server: RunningServer, action: str) -> list[dict[str, Any]]:
@@ -96,16 +86,8 @@ def test_ci_retrains_through_the_governing_server(server: RunningServer, ws: Pat
     frame = pd.read_csv(ws / "data" / "raw" / "breast_cancer.csv").sample(120, random_state=3)
     batch = ws.parent / "labelled.csv"
     frame.to_csv(batch, index=False)
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ.update(MLFLOW_TRACKING_USERNAME="ci-bot", MLFLOW_TRACKING_PASSWORD=PASSWORD)
-    try:
+    with mlflow_login("ci-bot", PASSWORD):
         result = api.retrain(MODEL, data=batch, settings=api.settings(ws))
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     assert result.ran and result.version == "2" and result.promoted_to == ("staging", "champion"), result
     started, completed = _entries(server, "retrain.started"), _entries(server, "retrain.completed")
     assert [e["actor"] for e in started] == ["ci-bot"] and [e["actor"] for e in completed] == ["ci-bot"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, git, start_governing_server
+from server_fixtures import ADMIN_PASSWORD, RunningServer, git, governing_server, mlflow_login
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -70,21 +70,15 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(pg_server_url: str, base: Path) -> Iterator[RunningServer]:
-    from pg_fixtures import create_database
-
-    backend, auth, audit = (create_database(pg_server_url) for _ in range(3))
-    srv = start_governing_server(
-        backend,
-        auth,
-        audit,
+    with governing_server(
+        pg_server_url,
         base / "server",
         policy=POLICY,
         users={"dana": PASSWORDS["dana"]},
         signers={},
         extra_config=f"dvc_remote: {base / 'dvc-remote'}\n",
-    )
-    yield srv
-    srv.stop()
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -272,20 +266,12 @@ def remote_version(server: RunningServer, dvc_project: Path) -> tuple[str, str]:
 
     from mlops_layer import api
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ.update(MLFLOW_TRACKING_USERNAME="dana", MLFLOW_TRACKING_PASSWORD=PASSWORDS["dana"])
-    try:
+    with mlflow_login("dana", PASSWORDS["dana"]):
         cfg = api.settings(dvc_project)
         with api.governed_run("train", settings=cfg) as run:
             run.log_metrics({"accuracy": 0.91})
             model_uri = run.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]))
         reg = api.register("remote-data", run.run_id, model_uri=model_uri, settings=cfg)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     lock = yaml.safe_load((dvc_project / "dvc.lock").read_text())
     return reg.version, str(lock["stages"]["train"]["deps"][0]["md5"])
 
