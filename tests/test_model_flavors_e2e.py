@@ -259,7 +259,10 @@ def test_a_model_logged_outside_the_layer_registers_without_lineage_and_lineage_
     frame = pd.read_csv(cfg.root / "data" / "train.csv")
     model = xgboost.XGBClassifier(n_estimators=10, max_depth=2, n_jobs=1).fit(frame[FEATURES], frame["label"])
     mlflow.set_tracking_uri(cfg.tracking_uri)
-    experiment = MlflowClient(cfg.tracking_uri).create_experiment("outside")
+    # its own artifact folder: MLflow's default (./mlruns of the current directory) would land in the checkout
+    experiment = MlflowClient(cfg.tracking_uri).create_experiment(
+        "outside", artifact_location=(cfg.root / "outside-artifacts").as_uri()
+    )
     with mlflow.start_run(experiment_id=experiment) as run:
         info = mlflow.xgboost.log_model(model, name="model", pip_requirements=["xgboost"])
     reg = api.register("xgb", None, model_uri=info.model_uri, settings=cfg)
