@@ -25,9 +25,7 @@ def shifted(
 ) -> pd.DataFrame:
     """A batch whose ``columns`` moved by ``sigma`` standard deviations (labels kept)."""
     rng = np.random.default_rng(seed)
-    out = frame.sample(
-        n=rows or len(frame), replace=rows is not None and rows > len(frame), random_state=seed
-    )
+    out = frame.sample(n=rows or len(frame), replace=rows is not None and rows > len(frame), random_state=seed)
     out = out.reset_index(drop=True)
     for col in columns:
         out[col] = out[col] + sigma * frame[col].std() + rng.normal(0, 0.01 * frame[col].std(), len(out))
@@ -37,9 +35,7 @@ def shifted(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="data/raw/breast_cancer.csv")
-    parser.add_argument(
-        "--shift", type=float, default=0.0, help="shift the first --columns by this many sigma"
-    )
+    parser.add_argument("--shift", type=float, default=0.0, help="shift the first --columns by this many sigma")
     parser.add_argument("--columns", default="mean_radius,mean_texture,mean_perimeter,mean_area")
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--seed", type=int, default=7)

@@ -32,9 +32,7 @@ def test_settings_defaults_need_no_server(tmp_path: Path) -> None:
     assert cfg.allowed_signers == tmp_path.resolve() / "governance" / "allowed_signers"
 
 
-def test_signers_file_cannot_be_redirected_by_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_signers_file_cannot_be_redirected_by_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLOPS_ALLOWED_SIGNERS", str(tmp_path / "evil"))
     assert load_settings(tmp_path).allowed_signers == tmp_path.resolve() / "governance" / "allowed_signers"
 
@@ -107,9 +105,7 @@ def test_git_info_dirty_and_generated_files(git_repo: Path) -> None:
 def test_blob_hash_matches_git_hash_object(tmp_path: Path) -> None:
     f = tmp_path / "x.yaml"
     f.write_bytes(b"rules: []\n\xc3\xa9\n")
-    expected = subprocess.run(
-        ["git", "hash-object", str(f)], capture_output=True, text=True, check=True
-    ).stdout
+    expected = subprocess.run(["git", "hash-object", str(f)], capture_output=True, text=True, check=True).stdout
     assert blob_hash(f.read_bytes()) == expected.strip()
 
 
