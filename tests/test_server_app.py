@@ -401,7 +401,13 @@ def test_cli_detects_the_app_and_uses_mlflow_credentials(server: RunningServer, 
     local_only = mlops("audit", "verify", "--expect", "kept.json")
     assert local_only.returncode == 2 and "governing server" in local_only.stderr, local_only.stderr
     # a command the server does not answer never opens a second, local trail behind its back
-    stray = mlops("report", "cli-model", "--no-mlflow")
+    # the report pages are rendered by the server from its trail and registry, written here
+    pages = mlops("report", "cli-model", "--no-mlflow", "--out", str(tmp_path / "pages"), "--json")
+    assert pages.returncode == 0 and "NO-MLFLOW" in pages.stderr, pages.stdout + pages.stderr
+    assert json.loads(pages.stdout)["models"] == ["cli-model"]
+    html = (tmp_path / "pages" / "cli-model.html").read_text()
+    assert "cli-model" in html and f"v{high}" in html and "postgresql" not in html
+    stray = mlops("audit", "checkpoint", "--key", str(server.keys["april"]))
     assert stray.returncode == 2 and "governing server" in stray.stderr and "owns the audit trail" in stray.stderr
     assert "Traceback" not in stray.stderr and not (tmp_path / ".mlops" / "audit.db").exists()
     env["MLFLOW_TRACKING_PASSWORD"] = "wrong"

@@ -224,6 +224,12 @@ class GoverningServer:
         body: dict[str, Any] = self._request("POST", "migrate", {"dry_run": dry_run})
         return body
 
+    def report_pages(self, name: str | None, *, use_registry: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
+        """The report pages the server renders from its trail, registry and committed cards: (models, [(file, html)])."""
+        body = self._request("GET", "report", {"model": name, "registry": "true" if use_registry else "false"})
+        pages = [(str(p["file"]), str(p["html"])) for p in body.get("pages") or ()]
+        return [str(m) for m in body.get("models") or ()], pages
+
     def status(self, model: str | None) -> dict[str, Any]:
         body: dict[str, Any] = self._request("GET", "status", {"model": model})
         return body

@@ -189,6 +189,34 @@ def _log_pages(cfg: Settings, name: str | None, paths: list[Path], problems: lis
         return None
 
 
+def rendered_pages(
+    name: str | None = None, *, use_registry: bool = True, settings: Settings | None = None
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """(the models, ``[(file name, HTML)]``): ``NAME.html``, or every model's page and ``index.html`` (no name).
+
+    What ``report`` writes; the governing server answers team-mode clients with it (``GET /mlops/api/v1/report``).
+    """
+    from mlops_layer.report.html import render_inventory, render_model_page
+    from mlops_layer.report.page import page_file_name
+
+    cfg = _wiring.resolve(settings)
+    if name is not None:
+        pages = [model_page(name, use_registry=use_registry, settings=cfg)]
+    else:
+        inventory, pages = inventory_page(use_registry=use_registry, settings=cfg)
+    rendered = [(page_file_name(p.name), render_model_page(p)) for p in pages]
+    if name is None:
+        rendered.append(("index.html", render_inventory(inventory)))
+    return [p.name for p in pages], rendered
+
+
+def _page_name(file_name: str) -> str:
+    """A page's file name as a server sent it: a plain ``*.html`` name, never a path."""
+    if file_name != Path(file_name).name or not file_name.endswith(".html") or file_name.startswith("."):
+        raise InputError(f"the governing server sent a report page named {file_name!r}: not a plain .html file name")
+    return file_name
+
+
 def report(
     name: str | None = None,
     *,
@@ -202,25 +230,19 @@ def report(
     Default ``out``: ``reports/`` at the project root. The pages are static and self-contained (plotly.js inlined,
     no network). With ``log_to_mlflow`` they are logged as artifacts of a run in ``<experiment>-reports``.
     """
-    from mlops_layer.report.html import render_inventory, render_model_page
-    from mlops_layer.report.page import page_file_name
-
     cfg = _wiring.resolve(settings)
     out_dir = Path(out) if out is not None else cfg.root / "reports"
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file, not a folder", hint="give a folder for the HTML pages")
     written: list[Path] = []
     size = 0
-    index: Path | None = None
-    if name is not None:
-        pages = [model_page(name, use_registry=use_registry, settings=cfg)]
+    if (server := _wiring.governing_server(cfg)) is not None:  # team mode: the pages are rendered from its trail
+        models, files = server.report_pages(name, use_registry=use_registry)
     else:
-        inventory, pages = inventory_page(use_registry=use_registry, settings=cfg)
-    rendered = [(out_dir / page_file_name(p.name), render_model_page(p)) for p in pages]
-    if name is None:
-        index = out_dir / "index.html"
-        rendered.append((index, render_inventory(inventory)))
-    for path, text in rendered:
+        models, files = rendered_pages(name, use_registry=use_registry, settings=cfg)
+    index = out_dir / "index.html" if name is None else None
+    for file_name, text in files:
+        path = out_dir / _page_name(file_name)
         size += _write_atomic(path, text)
         written.append(path)
     problems: list[str] = []
@@ -229,7 +251,7 @@ def report(
         out_dir=out_dir,
         pages=tuple(written),
         index=index,
-        models=tuple(p.name for p in pages),
+        models=tuple(models),
         size_bytes=size,
         mlflow_run_id=run_id,
         warnings=tuple(problems),

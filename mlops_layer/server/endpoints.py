@@ -64,6 +64,7 @@ class Endpoints:
             ("audit/reconcile", "POST"): self.audit_reconcile,
             ("audit/show", "GET"): lambda user, p: evidence.audit_show(self.governance(), user, _need(p, "seq")[0]),
             ("audit/export", "GET"): lambda user, p: evidence.audit_export(self.governance(), user, p),
+            ("report", "GET"): self.report,
             ("evidence/may-post", "GET"): lambda user, p: evidence.may_post(self.governance(), user),
             ("evidence/drift", "POST"): lambda user, p: evidence.record_evidence(self.governance(), user, p, "drift"),
             ("evidence/monitoring", "POST"): lambda user, p: evidence.record_evidence(
@@ -138,6 +139,16 @@ class Endpoints:
         # the server's store URLs carry its database credentials: never sent to clients
         audit = {k: v for k, v in report.audit.items() if k != "url"}
         return jsonable(dataclasses.replace(report, tracking_uri="", audit=audit))
+
+    def report(self, user: str, params: dict[str, Any]) -> Any:
+        """The HTML report pages, rendered here from the server's trail, registry and committed cards."""
+        from mlops_layer.api.report import rendered_pages
+
+        use_registry = str(params.get("registry") or "true").lower() not in ("0", "false", "no")
+        models, files = rendered_pages(
+            params.get("model") or None, use_registry=use_registry, settings=self.governance().settings(user)
+        )
+        return {"models": models, "pages": [{"file": f, "html": h} for f, h in files]}
 
     def history(self, user: str, params: dict[str, Any]) -> Any:
         from mlops_layer import api
