@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -291,32 +290,12 @@ class _NotEvidenceTrail(ActingTrail):
         super().__init__(store, actor)
         self.why = why
 
-    def append(
-        self,
-        action: str,
-        *,
-        subject: Mapping[str, Any] | None = None,
-        run_id: str | None = None,
-        decision: str | None = None,
-        reasons: Sequence[str] | None = None,
-        details: Mapping[str, Any] | None = None,
-        git_commit: str | None = None,
-        dvc_hashes: Mapping[str, str] | None = None,
-    ) -> int:
+    def append(self, action: str, **fields: Any) -> int:
         from mlops_layer.audit import actions
 
         if action == actions.MONITOR_BATCH:
-            details = {**dict(details or {}), "evidence": False, "not_evidence": self.why}
-        return super().append(
-            action,
-            subject=subject,
-            run_id=run_id,
-            decision=decision,
-            reasons=reasons,
-            details=details,
-            git_commit=git_commit,
-            dvc_hashes=dvc_hashes,
-        )
+            fields["details"] = {**dict(fields.get("details") or {}), "evidence": False, "not_evidence": self.why}
+        return super().append(action, **fields)
 
 
 def _alias_disagreement(cfg: Settings, name: str, alias: str, holder: str) -> str | None:

@@ -136,30 +136,26 @@ def read_checkpoint_file(path: Path) -> CheckpointFile:
     """Read a checkpoint JSONL file (absent file = no checkpoints); malformed lines are collected as errors."""
     if not path.is_file():
         return CheckpointFile(path, (), ())
-    checkpoints: list[Checkpoint] = []
-    errors: list[str] = []
     with path.open("r", encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                checkpoints.append(parse_checkpoint(json.loads(line), f"{path.name}:{number}"))
-            except (ValueError, TypeError) as exc:
-                errors.append(f"{path} line {number}: not a checkpoint ({exc})")
-    return CheckpointFile(path, tuple(checkpoints), tuple(errors))
+        return _parse_lines(fh, path, path.name, str(path))
 
 
 def parse_checkpoint_lines(data: bytes, path: Path, label: str) -> CheckpointFile:
     """Checkpoints from the bytes of a checkpoint file (e.g. as a commit holds it); ``label`` names the source."""
+    return _parse_lines(data.decode("utf-8", "replace").splitlines(), path, label, label)
+
+
+def _parse_lines(lines: Iterable[str], path: Path, label: str, where: str) -> CheckpointFile:
+    """One checkpoint per non-blank line (named ``label:N``); malformed lines become errors naming ``where``."""
     checkpoints: list[Checkpoint] = []
     errors: list[str] = []
-    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             checkpoints.append(parse_checkpoint(json.loads(line), f"{label}:{number}"))
         except (ValueError, TypeError) as exc:
-            errors.append(f"{label} line {number}: not a checkpoint ({exc})")
+            errors.append(f"{where} line {number}: not a checkpoint ({exc})")
     return CheckpointFile(path, tuple(checkpoints), tuple(errors))
 
 
