@@ -101,6 +101,41 @@ def mlflow_client_as(server: RunningServer, user: str, password: str, monkeypatc
     return MlflowClient(server.url, server.url)
 
 
+def finished_run(
+    client: Any,
+    experiment: str,
+    *,
+    files: dict[str, str] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+) -> Any:
+    """A run created through the server in ``experiment`` (created when missing), ``metrics`` logged and ``files``
+    uploaded under ``model/`` (what the server hashes at registration), then terminated."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        exp = client.create_experiment(experiment)
+    except MlflowException:
+        exp = client.get_experiment_by_name(experiment).experiment_id
+    run = client.create_run(exp, tags=tags)
+    for key, value in (metrics or {}).items():
+        client.log_metric(run.info.run_id, key, value)
+    for name, text in (files or {}).items():
+        client.log_text(run.info.run_id, text, f"model/{name}")
+    client.set_terminated(run.info.run_id)
+    return run
+
+
+def register_run(client: Any, model: str, run: Any, tags: dict[str, str] | None = None) -> str:
+    """Register ``runs:/ID/model`` of ``run`` as a new version of ``model`` (created when missing); its number."""
+    from mlflow.exceptions import MlflowException
+
+    with contextlib.suppress(MlflowException):
+        client.create_registered_model(model)
+    mv = client.create_model_version(model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags)
+    return str(mv.version)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, git, governing_server, mlflow_client_as
+from server_fixtures import (
+    ADMIN_PASSWORD,
+    RunningServer,
+    finished_run,
+    git,
+    governing_server,
+    mlflow_client_as,
+    register_run,
+)
 from server_fixtures import CLI_SNIPPET as _CLI
 
 from mlops_layer import signing
@@ -69,25 +77,15 @@ def as_user(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def _version(client: Any, model: str, accuracy: float, experiment: str = "team") -> tuple[str, str]:
     """A run with ``accuracy`` registered as a new version of ``model``: (version, run_id)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        exp = client.create_experiment(experiment)
-    except MlflowException:
-        exp = client.get_experiment_by_name(experiment).experiment_id
-    run = client.create_run(
-        exp, tags={"mlops.trained_by": "someone-else", "mlops.git.commit": "abc", "mlops.git.dirty": "false"}
+    run = finished_run(
+        client,
+        experiment,
+        # the model's files: the server hashes them at registration (a version without files is refused promotion)
+        files={"MLmodel": f"flavors: {{}}\naccuracy: {accuracy}\n"},
+        metrics={"accuracy": accuracy},
+        tags={"mlops.trained_by": "someone-else", "mlops.git.commit": "abc", "mlops.git.dirty": "false"},
     )
-    client.log_metric(run.info.run_id, "accuracy", accuracy)
-    # the model's files: the server hashes them at registration (a version without files is refused promotion)
-    client.log_text(run.info.run_id, f"flavors: {{}}\naccuracy: {accuracy}\n", "model/MLmodel")
-    client.set_terminated(run.info.run_id)
-    with contextlib.suppress(MlflowException):
-        client.create_registered_model(model)
-    mv = client.create_model_version(
-        model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags={"mlops.registered_by": "someone-else"}
-    )
-    return str(mv.version), run.info.run_id
+    return register_run(client, model, run, tags={"mlops.registered_by": "someone-else"}), run.info.run_id
 
 
 def _entries(server: RunningServer, model: str, action: str | None = None) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ Logins: dana and april (mapped to @example.com principals, both risk approvers),
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -16,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, git, governing_server, mlflow_client_as
+from server_fixtures import (
+    ADMIN_PASSWORD,
+    RunningServer,
+    finished_run,
+    git,
+    governing_server,
+    mlflow_client_as,
+    register_run,
+)
 
 from mlops_layer import signing
 from mlops_layer.governance.approvals import CandidateIdentity, make_statement, sign_statement
@@ -87,22 +94,14 @@ def _commit_card(server: RunningServer, model: str, extra: str = "") -> None:
 
 
 def _version(client: Any, model: str, experiment: str, **version_tags: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        exp = client.create_experiment(experiment)
-    except MlflowException:
-        exp = client.get_experiment_by_name(experiment).experiment_id
-    run = client.create_run(exp, tags={"mlops.trained_by": "someone-else"})
-    client.log_metric(run.info.run_id, "accuracy", 0.9)
-    client.log_text(run.info.run_id, "flavors: {}\n", "model/MLmodel")  # the files the server hashes at registration
-    client.set_terminated(run.info.run_id)
-    with contextlib.suppress(MlflowException):
-        client.create_registered_model(model)
-    mv = client.create_model_version(
-        model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=version_tags or None
+    run = finished_run(
+        client,
+        experiment,
+        files={"MLmodel": "flavors: {}\n"},  # the files the server hashes at registration
+        metrics={"accuracy": 0.9},
+        tags={"mlops.trained_by": "someone-else"},
     )
-    return str(mv.version)
+    return register_run(client, model, run, tags=version_tags or None)
 
 
 def _signed_approval(server: RunningServer, model: str, version: str, signer: str, *, as_login: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ files are still unreadable is skipped with the reason; a file swapped under a re
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, mlflow_client_as, start_governing_server
+from server_fixtures import (
+    ADMIN_PASSWORD,
+    RunningServer,
+    finished_run,
+    mlflow_client_as,
+    register_run,
+    start_governing_server,
+)
 from server_fixtures import CLI_SNIPPET as _CLI
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -93,26 +99,11 @@ def _rule(decision: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _run(client: Any, files: dict[str, str] | None, accuracy: float) -> Any:
     """A run created through the server with ``files`` uploaded under ``model/`` and ``accuracy`` logged."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        exp = client.create_experiment("migrate")
-    except MlflowException:
-        exp = client.get_experiment_by_name("migrate").experiment_id
-    run = client.create_run(exp)
-    for name, text in (files or {}).items():
-        client.log_text(run.info.run_id, text, f"model/{name}")
-    client.log_metric(run.info.run_id, "accuracy", accuracy)
-    client.set_terminated(run.info.run_id)
-    return run
+    return finished_run(client, "migrate", files=files, metrics={"accuracy": accuracy})
 
 
 def _register(client: Any, model: str, run: Any) -> str:
-    from mlflow.exceptions import MlflowException
-
-    with contextlib.suppress(MlflowException):
-        client.create_registered_model(model)
-    return str(client.create_model_version(model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version)
+    return register_run(client, model, run)
 
 
 def _on_disk(server_base: Path, artifact_uri: str) -> Path:

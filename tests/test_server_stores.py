@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_fixtures import ADMIN_PASSWORD, RunningServer, git, governing_server, mlflow_login
+from server_fixtures import (
+    ADMIN_PASSWORD,
+    RunningServer,
+    finished_run,
+    git,
+    governing_server,
+    mlflow_login,
+    register_run,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -115,26 +123,9 @@ def _files_version(
 ) -> tuple[str, str]:
     """A run with ``files`` under ``model/`` (uploaded through the server) registered from ``runs:/ID/model``, the
     client claiming ``claim`` as the files' digests: (version, run artifact folder on the server's disk)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        exp = client.create_experiment("stores")
-    except MlflowException:
-        exp = client.get_experiment_by_name("stores").experiment_id
-    run = client.create_run(exp)
-    for name, text in (files or {}).items():
-        client.log_text(run.info.run_id, text, f"model/{name}")
-    client.log_metric(run.info.run_id, "accuracy", 0.9)
-    client.set_terminated(run.info.run_id)
-    with contextlib.suppress(MlflowException):
-        client.create_registered_model(model)
-    mv = client.create_model_version(
-        model,
-        f"runs:/{run.info.run_id}/model",
-        run_id=run.info.run_id,
-        tags={CLAIM: json.dumps(claim)} if claim is not None else None,
-    )
-    return str(mv.version), run.info.artifact_uri
+    run = finished_run(client, "stores", files=files, metrics={"accuracy": 0.9})
+    version = register_run(client, model, run, tags={CLAIM: json.dumps(claim)} if claim is not None else None)
+    return version, run.info.artifact_uri
 
 
 def _on_disk(server_base: Path, artifact_uri: str) -> Path:
