@@ -13,6 +13,7 @@ Run: .venv/bin/python benchmarks/bench_governance.py
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 import subprocess
@@ -71,6 +72,8 @@ def build(root: Path, name: str, n: int, key: Path) -> None:
 
     cfg = api.settings(root)
     (cfg.cards_dir / f"{name}.yaml").write_text(CARD)
+    _git(root, "add", "-A")
+    _git(root, "commit", "-qm", f"card of {name}")  # the gate reads governance from the commit
     client = MlflowClient(cfg.tracking_uri, cfg.registry_uri)
     exp = client.get_experiment_by_name("bench") or client.get_experiment(client.create_experiment("bench"))
     client.create_registered_model(name)
@@ -80,18 +83,30 @@ def build(root: Path, name: str, n: int, key: Path) -> None:
             ts = int(time.time() * 1000)
             metrics = [Metric(k, 0.8 + i / (10 * n), ts, 0) for k in ("accuracy", "roc_auc", "f1", "precision")]
             client.log_batch(run.info.run_id, metrics=metrics)
+            model_file = f"flavors: {{}}\nversion: {i}\n"
+            client.log_text(run.info.run_id, model_file, "model/MLmodel")  # the bytes promotion re-checks
+            files = {"MLmodel": "sha256:" + hashlib.sha256(model_file.encode()).hexdigest()}
             client.set_terminated(run.info.run_id)
             tags = {"mlops.git.commit": "c" * 40, "mlops.git.dirty": "false", "mlops.registered_by": "carol@x.org"}
             mv = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id, tags=tags)
+            subject = {"model": name, "version": str(mv.version)}
+            # frozen at registration: the metric rules read this snapshot, never the run's live metrics
+            frozen = {m.key: m.value for m in metrics}
             store.append(
-                actions.MODEL_REGISTERED, actor="carol@x.org", subject={"model": name, "version": str(mv.version)}
+                actions.MODEL_REGISTERED,
+                actor="carol@x.org",
+                subject=subject,
+                details={"metrics": frozen, "artifacts": files},
             )
+            # drift evidence counts only on a batch `mlops monitor` recorded for the model (matched by content hash)
+            batch = f"{i:064x}"
+            store.append(actions.MONITOR_BATCH, actor="bench", subject=subject, details={"batch_sha256": batch})
             store.append(
                 actions.DRIFT_CHECKED,
                 actor="bench",
-                subject={"model": name, "version": str(mv.version)},
+                subject=subject,
                 decision="passed",
-                details={"passed": True},
+                details={"passed": True, "current": f"batch.csv sha256:{batch}", "n_current": 500},
             )
     # history: the previous version is champion, the candidate went through staging first
     for version, alias in ((n - 1, "staging"), (n - 1, "champion"), (n, "staging")):
@@ -101,6 +116,10 @@ def build(root: Path, name: str, n: int, key: Path) -> None:
             result = api.promote(name, str(version), "champion", settings=cfg)
         assert result is not None and result.moved, result
     api.approve(name, str(n), "champion", key_path=key, settings=cfg)
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@x.org", *args], cwd=root, check=True)
 
 
 def timed(fn: object, repeat: int = 5) -> float:
@@ -124,6 +143,10 @@ def main() -> int:
             signing.allowed_signers_line("alice@example.com", pub) + "\n"
         )
         (root / "mlops.yaml").write_text("tracking_uri: sqlite:///mlflow.db\naudit_url: sqlite:///.mlops/audit.db\n")
+        (root / ".gitignore").write_text("mlflow.db\nmlruns/\nmlartifacts/\n.mlops/\nalice\nalice.pub\n")
+        _git(root, "init", "-q")
+        _git(root, "add", "-A")
+        _git(root, "commit", "-qm", "governance")
         cfg = api.settings(root)
         t0 = time.perf_counter()
         build(root, "big", N_VERSIONS, root / "alice")
